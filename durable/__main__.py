@@ -1,0 +1,3 @@
+from durable.cli import main
+
+main()

@@ -1,0 +1,217 @@
+"""The recorded calls a workflow makes besides steps: values, timers, signals, state,
+published events, patches, compensations and continue-as-new.
+
+Each takes a call number and is recorded, so that replay returns what the first run saw.
+"""
+
+from __future__ import annotations
+
+import json
+import random as _random
+import time as _time
+import uuid as _uuid
+from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from durable import serialization as ser
+from durable.context import ReplayEnd, WorkflowContext, record_value, require
+from durable.errors import InvalidArgument
+from durable.registry import Step, seconds
+
+
+def time() -> float:
+    """Seconds since the epoch, recorded."""
+    return float(record_value("time", _time.time))
+
+
+def random() -> float:
+    """A float in [0, 1), recorded (each call its own value, not a shared seeded stream)."""
+    return float(record_value("random", _random.random))
+
+
+def randint(a: int, b: int) -> int:
+    """An int in [a, b], recorded."""
+    return int(record_value("randint", lambda: _random.randint(a, b), (a, b)))
+
+
+def uuid4() -> _uuid.UUID:
+    """A random UUID, recorded."""
+    return _uuid.UUID(record_value("uuid4", lambda: str(_uuid.uuid4())))
+
+
+def workflow_id() -> str:
+    """The id of the running workflow."""
+    return require("workflow_id").workflow_id
+
+
+def sleep(duration: float | timedelta) -> None:
+    """Sleep durably: the workflow is suspended (no thread held) until the timer is due,
+    across restarts. A restart does not restart the timer."""
+    delay = seconds(duration, "durable.sleep() duration")
+    assert delay is not None
+    ctx = require("sleep")
+    site, recorded = ctx.begin("sleep", "sleep", (delay,), {})
+    if recorded is not None:
+        last = recorded[-1]
+        if last.kind == "sleep.fired":
+            return
+        if ctx.replaying:
+            raise ReplayEnd(site)
+        due = json.loads(last.payload)["due"]
+    else:
+        due = _time.time() + delay
+        if delay > 0:
+            started = ctx.event(site, "sleep.started", ser.JSON, json.dumps({"due": due}))
+            raise ctx.suspend(started, status="WAITING", wake_at=due, waiting=_until(due))
+    if _time.time() < due:
+        raise ctx.suspend(status="WAITING", wake_at=due, waiting=_until(due))
+    ctx.append(ctx.event(site, "sleep.fired", ser.JSON, json.dumps({"due": due})))
+
+
+def _until(due: float) -> str:
+    return f"timer until {datetime.fromtimestamp(due, UTC).isoformat(timespec='seconds')}"
+
+
+def wait_for_signal(
+    name: str, timeout: float | timedelta | None = None, default: Any = None
+) -> Any:
+    """The payload of the oldest unconsumed signal ``name``, sent before or after this call.
+
+    The workflow is suspended (no thread held) until the signal comes; with ``timeout``,
+    ``default`` is returned once it passes. Each signal is delivered once, in send order.
+    """
+    limit = seconds(timeout, "wait_for_signal() timeout")
+    ctx = require("wait_for_signal")
+    site, recorded = ctx.begin("signal", name, (), {})
+    deadline = None if limit is None else _time.time() + limit
+    waiting_recorded = False
+    if recorded is not None:
+        last = recorded[-1]
+        if last.kind == "signal.received":
+            return ser.decode(last.encoding, last.payload)
+        if last.kind == "signal.timeout":
+            return default
+        if ctx.replaying:
+            raise ReplayEnd(site)
+        deadline = json.loads(last.payload)["deadline"]
+        waiting_recorded = True
+    found = ctx.engine.store.next_signal(ctx.workflow_id, name)
+    if found is not None:
+        signal_id, encoding, payload = found
+        ctx.append(ctx.event(site, "signal.received", encoding, payload),
+                   consume_signal=signal_id)
+        return ser.decode(encoding, payload)
+    if deadline is not None and _time.time() >= deadline:
+        ctx.append(ctx.event(site, "signal.timeout", ser.JSON, json.dumps(default)
+                             if ser.is_plain_json(default) else None))
+        return default
+    events = [] if waiting_recorded else [
+        ctx.event(site, "signal.waiting", ser.JSON, json.dumps({"deadline": deadline}))
+    ]
+    waiting = f"signal {name!r}" + (f" until {_until(deadline)[12:]}" if deadline else "")
+    raise ctx.suspend(*events, status="WAITING", wake_at=deadline, waiting=waiting,
+                      recheck=("signal", name))
+
+
+def set_event(key: str, value: Any) -> None:
+    """Publish ``value`` under ``key``; outsiders read it with ``engine.get_event``."""
+    ctx = require("set_event")
+    site, recorded = ctx.begin("event", key, (), {})
+    if recorded is not None:
+        return
+    encoding, payload = ctx.encode(site, f"event {key!r}", value, None)
+    ctx.append(ctx.event(site, "event.set", encoding, payload), publish=(key, encoding, payload))
+
+
+def patched(change_id: str) -> bool:
+    """True in runs that reach this point with the new code, False in older runs.
+
+    Branch on it to change a workflow's code without breaking runs in flight::
+
+        if durable.patched("add-fraud-check"):
+            fraud_check(order)
+    """
+    ctx = require("patched")
+    recorded = ctx.history.of(ctx.call + 1)
+    if recorded is not None and not (recorded[0].kind == "patch"
+                                     and recorded[0].name == change_id):
+        return False  # an older run: its log goes on without this patch; take no call number
+    site, recorded = ctx.begin("patch", change_id, (), {})
+    if recorded is None:
+        ctx.append(ctx.event(site, "patch", ser.JSON, "true"))
+    return True
+
+
+def compensate(step: Step, *args: Any, **kwargs: Any) -> None:
+    """Register ``step(*args, **kwargs)`` to run if the workflow fails or is cancelled.
+
+    Registered compensations run in reverse order, each exactly once, as recorded steps.
+    """
+    if not isinstance(step, Step):
+        raise InvalidArgument(
+            f"durable.compensate() takes a @durable.step function, not {step!r}"
+        )
+    ctx = require("compensate")
+    site, recorded = ctx.begin("compensation", step.name, args, kwargs)
+    if recorded is None:
+        ctx.append(ctx.event(site, "compensation"))
+    ctx.compensations.append((site.call, step, args, kwargs))
+
+
+class ContinueAsNew(BaseException):
+    """Unwinds a run that continues as a new run of the same workflow id."""
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.args_, self.kwargs = args, kwargs
+        super().__init__("continue as new")
+
+
+def continue_as_new(*args: Any, **kwargs: Any) -> None:
+    """End this run and start the same workflow id afresh with these arguments."""
+    require("continue_as_new")
+    raise ContinueAsNew(args, kwargs)
+
+
+class _State(MutableMapping[str, Any]):
+    """``durable.state``: the running workflow's durable mapping, rebuilt on replay."""
+
+    def _ctx(self) -> WorkflowContext:
+        return require("state")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._ctx().state[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        ctx = self._ctx()
+        site, recorded = ctx.begin("state", key, (), {})
+        if recorded is None:
+            encoding, payload = ctx.encode(site, f"state[{key!r}]", value, None)
+            ctx.append(ctx.event(site, "state.set", encoding, payload))
+        else:
+            last = recorded[-1]
+            if last.kind != "state.set":
+                raise ctx.divergence(site, last)
+            value = ser.decode(last.encoding, last.payload)
+        ctx.state[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        ctx = self._ctx()
+        if key not in ctx.state:
+            raise KeyError(key)
+        site, recorded = ctx.begin("state", key, (), {})
+        if recorded is None:
+            ctx.append(ctx.event(site, "state.deleted"))
+        del ctx.state[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self._ctx().state))
+
+    def __len__(self) -> int:
+        return len(self._ctx().state)
+
+    def __repr__(self) -> str:
+        return f"durable.state({self._ctx().state!r})"
+
+
+state = _State()

@@ -1,0 +1,354 @@
+"""The replay context: what a workflow's calls do while it runs or replays.
+
+A context variable holds the running workflow's :class:`WorkflowContext`. Each
+recorded call takes the next call number; if the log holds that call, its recorded
+value (or exception) is returned; otherwise the call runs and its result is appended
+to the log in one fenced transaction. A call that cannot finish now (a timer, a
+signal, a retry backoff) records what it waits for and unwinds the workflow with
+:class:`Suspend`, holding no thread; the engine runs it again by replay later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar, copy_context
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from durable import serialization as ser
+from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError
+from durable.replay import CallSite, History, Recorded, describe_change, matches
+from durable.store import NewEvent
+
+if TYPE_CHECKING:
+    from durable.engine import Engine
+    from durable.registry import Step, Workflow
+    from durable.store import WorkflowRow
+
+_current: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
+_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
+
+#: Retry delays up to this long are waited in the workflow's thread; longer ones suspend.
+INLINE_RETRY_DELAY = 1.0
+
+
+class Suspend(BaseException):
+    """Unwinds a workflow that waits; its row already says for what and until when."""
+
+
+class Cancelled(BaseException):
+    """Unwinds a workflow that is being cancelled (compensations run next)."""
+
+
+class ReplayEnd(BaseException):
+    """Raised in replay mode at the first call the log does not answer."""
+
+    def __init__(self, site: CallSite) -> None:
+        self.site = site
+        super().__init__(f"the log ends before call #{site.call}: {site.describe()}")
+
+
+@dataclass
+class WorkflowContext:
+    """One execution (or replay) of one workflow run."""
+
+    engine: Engine
+    row: WorkflowRow
+    history: History
+    replaying: bool = False
+    call: int = 0
+    position: int = 0
+    cancelling: bool = False
+    diverged: NonDeterminismError | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    compensations: list[tuple[int, Step, tuple[Any, ...], dict[str, Any]]] = field(
+        default_factory=list
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.position = max((e.position for e in self.history.events), default=-1) + 1
+
+    @property
+    def workflow_id(self) -> str:
+        return self.row.workflow_id
+
+    # -- matching -------------------------------------------------------------
+
+    def begin(
+        self, family: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[CallSite, list[Recorded] | None]:
+        """Take the next call number; return the call and what the log holds for it."""
+        if self.diverged is not None:  # user code swallowed it: every later call fails too
+            raise self.diverged
+        with self._lock:
+            self.call += 1
+            number = self.call
+        site = CallSite(
+            number, family, name, ser.digest(args, kwargs), ser.describe_args(args, kwargs)
+        )
+        recorded = self.history.of(number)
+        if recorded is None:
+            if self.replaying:
+                raise ReplayEnd(site)
+            if not self.cancelling:
+                self.engine._before_new_call(self)
+            return site, None
+        if not matches(site, recorded[0]):
+            self.diverged = self.divergence(site, recorded[0])
+            raise self.diverged
+        return site, recorded
+
+    def divergence(self, site: CallSite, recorded: Recorded | None) -> NonDeterminismError:
+        where = _user_frame()
+        if recorded is None:
+            return NonDeterminismError(
+                self.workflow_id, site.call, "nothing (the run ended there)",
+                site.describe(), where, "a call was added after the recorded end of the run",
+            )
+        later = self.history.first_calls_after(site.call)
+        return NonDeterminismError(
+            self.workflow_id, site.call, recorded.describe(), site.describe(), where,
+            describe_change(site, recorded, later),
+        )
+
+    def check_all_replayed(self) -> None:
+        """At the end of the workflow: every recorded call must have been made again."""
+        later = self.history.first_calls_after(self.call)
+        if later:
+            first = later[0]
+            self.diverged = NonDeterminismError(
+                self.workflow_id, first.call, first.describe(), "nothing (the function returned)",
+                _user_frame(), f"{len(later)} recorded call(s) were removed from the code",
+            )
+            raise self.diverged
+
+    # -- writing --------------------------------------------------------------
+
+    def event(
+        self, site: CallSite, kind: str, encoding: str = ser.JSON, payload: Any = None
+    ) -> NewEvent:
+        """A new event for ``site``, at the next position of the log."""
+        with self._lock:
+            position = self.position
+            self.position += 1
+        return NewEvent(
+            position, site.call, kind, site.name, site.digest, site.args, encoding, payload
+        )
+
+    def append(self, *events: NewEvent, **options: Any) -> None:
+        """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
+        control = self.engine.store.append(self.workflow_id, self.engine.owner, list(events),
+                                           **options)
+        if control == "pause":
+            self.engine._notify()
+            raise Suspend()
+        if control == "cancel" and not self.cancelling:
+            self.cancelling = True
+            raise Cancelled()
+
+    def suspend(self, *events: NewEvent, status: str, wake_at: float | None, waiting: str,
+                recheck: tuple[str, str] | None = None) -> Suspend:
+        """Record what the workflow waits for, give it up, and return the unwinding error.
+
+        ``recheck`` (``("signal", name)`` or ``("child", id)``) is looked at again in the
+        same transaction, so a signal or child end that came meanwhile is not missed.
+        """
+        deadline = self.row.deadline
+        if deadline is not None and (wake_at is None or wake_at > deadline):
+            wake_at = deadline  # wake in time to fail with the workflow's timeout
+        self.append(*events, update={
+            "status": status, "owner": None, "wake_at": wake_at, "waiting": waiting,
+            "wait_signal": recheck[1] if recheck and recheck[0] == "signal" else None,
+        }, recheck=recheck)
+        self.engine._notify()
+        return Suspend()
+
+    def encode(self, site: CallSite, what: str, value: Any, annotation: Any) -> tuple[str, Any]:
+        try:
+            encoding, payload = ser.encode(value, annotation)
+        except ser.Unserializable as error:
+            raise SerializationError(
+                self.workflow_id, site.call, what, error.type_name, error.reason
+            ) from error
+        if len(payload) > ser.LARGE_PAYLOAD:
+            self.engine._warn_large(self.workflow_id, site, len(payload))
+        return encoding, payload
+
+
+def current() -> WorkflowContext | None:
+    """The running workflow's context, or None outside workflows."""
+    return _current.get()
+
+
+def require(function: str) -> WorkflowContext:
+    """The running workflow's context; :class:`NotInWorkflow` outside one."""
+    ctx = _current.get()
+    if ctx is None or _step_key.get() is not None:
+        raise NotInWorkflow(function)
+    return ctx
+
+
+def _user_frame() -> str:
+    """``file:line`` of the innermost caller outside the durable package."""
+    frame = sys._getframe(1)
+    package = __file__.rsplit("/", 1)[0]
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "<unknown>"
+
+
+# -- recorded calls -------------------------------------------------------------
+
+
+def record_value(function: str, produce: Callable[[], Any], args: tuple[Any, ...] = ()) -> Any:
+    """A deterministic value: made once, recorded, and the same on every replay."""
+    ctx = require(function)
+    site, recorded = ctx.begin("value", function, args, {})
+    if recorded is not None:
+        return json.loads(recorded[-1].payload)
+    value = produce()
+    ctx.append(ctx.event(site, "value", ser.JSON, json.dumps(value)))
+    return value
+
+
+def now() -> datetime:
+    """The current time as an aware UTC datetime, recorded: replay returns the same."""
+    return datetime.fromtimestamp(record_value("now", time.time), UTC)
+
+
+def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    ctx = _current.get()
+    if ctx is None or _step_key.get() is not None:
+        # Outside a workflow, or inside another step: a plain call with its retry policy.
+        return _run_plain(step, args, kwargs)
+    site, recorded = ctx.begin("step", step.name, args, kwargs)
+    if _in_event_loop():
+        # An async workflow awaits the step; its call number is taken now, at the call.
+        return _await_step(ctx, step, site, recorded, args, kwargs)
+    return run_step(ctx, step, site, recorded, args, kwargs)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _await_step(ctx: WorkflowContext, step: Step, site: CallSite,
+                      recorded: list[Recorded] | None, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> Any:
+    if recorded is not None and recorded[-1].terminal:
+        return run_step(ctx, step, site, recorded, args, kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        ctx.engine._step_pool(), copy_context().run, run_step, ctx, step, site, recorded,
+        args, kwargs,
+    )
+
+
+def _run_plain(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    attempt = 1
+    while True:
+        try:
+            if step.is_async:
+                return asyncio.run(step.fn(*args, **kwargs))
+            return step.fn(*args, **kwargs)
+        except Exception as error:
+            if not step.retry.retries(error, attempt):
+                raise
+            time.sleep(step.retry.delay(attempt))
+            attempt += 1
+
+
+def _run_recorded_step(
+    ctx: WorkflowContext, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    site, recorded = ctx.begin("step", step.name, args, kwargs)
+    return run_step(ctx, step, site, recorded, args, kwargs)
+
+
+def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Recorded] | None,
+             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Answer a step call from the log, or run it (with retries) and record the outcome."""
+    attempt = 1
+    if recorded is not None:
+        last = recorded[-1]
+        if last.kind == "step.completed":
+            return ser.decode(last.encoding, last.payload, step.returns)
+        if last.kind == "step.failed":
+            raise ser.decode_error(last.payload)
+        retry = json.loads(last.payload)  # step.retry: attempts already failed
+        if ctx.replaying:
+            raise ReplayEnd(site)
+        attempt = retry["attempt"] + 1
+        if retry["retry_at"] > time.time():
+            raise ctx.suspend(status="RETRYING", wake_at=retry["retry_at"],
+                              waiting=f"retry of {step.name} (attempt {attempt})")
+    key = f"{ctx.workflow_id}:{site.call}"
+    while True:
+        try:
+            value = ctx.engine._run_step(step, args, kwargs, key, ctx, site)
+        except Exception as error:
+            if not step.retry.retries(error, attempt):
+                ctx.append(ctx.event(site, "step.failed", ser.ERROR, ser.encode_error(error)))
+                raise
+            delay = step.retry.delay(attempt)
+            retry_at = time.time() + delay
+            info = {"attempt": attempt, "retry_at": retry_at, "error": f"{type(error).__name__}: "
+                    f"{error}"}
+            event = ctx.event(site, "step.retry", ser.JSON, json.dumps(info))
+            if delay > INLINE_RETRY_DELAY:
+                raise ctx.suspend(event, status="RETRYING", wake_at=retry_at,
+                                  waiting=f"retry of {step.name} (attempt {attempt + 1})") from None
+            ctx.append(event)
+            time.sleep(delay)
+            attempt += 1
+            continue
+        try:
+            encoding, payload = ctx.encode(site, f"result of step {step.name}", value, step.returns)
+        except SerializationError as error:
+            ctx.append(ctx.event(site, "step.failed", ser.ERROR, ser.encode_error(error)))
+            raise
+        ctx.append(ctx.event(site, "step.completed", encoding, payload))
+        return value
+
+
+def step_key() -> str:
+    """A stable idempotency key for the running step: ``workflow_id:call_number``.
+
+    Pass it to external systems so that a step re-run after a crash does its effect once.
+    """
+    key = _step_key.get()
+    if key is None:
+        raise NotInWorkflow("step_key")
+    return key
+
+
+def call_workflow(wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    ctx = _current.get()
+    if ctx is not None and _step_key.get() is None:
+        from durable.children import run_child
+
+        return run_child(ctx, wf, args, kwargs)
+    from durable.engine import current_engine
+
+    return current_engine(wf.name).run(wf, *args, **kwargs)
+
+
+def run_in_step(key: str, fn: Callable[..., Any], args: tuple[Any, ...],
+                kwargs: dict[str, Any]) -> Any:
+    """Run a step body with ``step_key()`` set (used by the engine's step runners)."""
+    token = _step_key.set(key)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _step_key.reset(token)

@@ -1,0 +1,148 @@
+"""Pure replay logic: a workflow's recorded calls, and how a new call is matched to them.
+
+Every recorded call of a workflow has a call number, taken when the call is made.
+Its events (one or more: a step's failed attempts, then its result) share that number.
+A call made again on replay must have the same *family* (step, value, sleep, signal...),
+the same function name and the same digest of its arguments; otherwise the code has
+diverged from the history, and :func:`describe_change` says how.
+
+Nothing here touches a database or a clock, so it is unit-tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+# Event kinds are "family.outcome". Terminal kinds answer their call for good; the
+# others record progress on a call that is not answered yet.
+TERMINAL_KINDS = frozenset(
+    {
+        "step.completed",
+        "step.failed",
+        "value",
+        "sleep.fired",
+        "signal.received",
+        "signal.timeout",
+        "event.set",
+        "state.set",
+        "state.deleted",
+        "patch",
+        "child.completed",
+        "child.failed",
+        "compensation",
+    }
+)
+PROGRESS_KINDS = frozenset({"step.retry", "sleep.started", "child.started"})
+WORKFLOW_KINDS = frozenset(
+    {
+        "workflow.started",
+        "workflow.completed",
+        "workflow.failed",
+        "workflow.cancelled",
+        "workflow.continued",
+    }
+)
+
+
+def family(kind: str) -> str:
+    """The family of an event kind: ``step.retry`` -> ``step``."""
+    return kind.partition(".")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One event of the log, as replay sees it."""
+
+    position: int
+    call: int
+    kind: str
+    name: str
+    digest: str
+    args: str
+    encoding: str
+    payload: Any
+    created: float
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in TERMINAL_KINDS
+
+    def describe(self) -> str:
+        return f"{family(self.kind)} {self.name}({self.args})"
+
+
+@dataclass(frozen=True, slots=True)
+class CallSite:
+    """A call the code makes now, to be matched against the log."""
+
+    call: int
+    family: str
+    name: str
+    digest: str
+    args: str
+
+    def describe(self) -> str:
+        return f"{self.family} {self.name}({self.args})"
+
+    def same_function(self, recorded: Recorded) -> bool:
+        return self.family == family(recorded.kind) and self.name == recorded.name
+
+
+class History:
+    """A workflow run's recorded events, grouped by call number."""
+
+    __slots__ = ("_by_call", "events", "last_call")
+
+    def __init__(self, events: Iterable[Recorded]) -> None:
+        self.events = list(events)
+        self._by_call: dict[int, list[Recorded]] = {}
+        for event in self.events:
+            self._by_call.setdefault(event.call, []).append(event)
+        self.last_call = max((e.call for e in self.events), default=0)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def of(self, call: int) -> list[Recorded] | None:
+        """The events recorded for ``call``, oldest first, or None."""
+        return self._by_call.get(call)
+
+    def add(self, event: Recorded) -> None:
+        """Keep an event appended while the workflow runs, so later lookups see it."""
+        self.events.append(event)
+        self._by_call.setdefault(event.call, []).append(event)
+        self.last_call = max(self.last_call, event.call)
+
+    def first_calls_after(self, call: int) -> list[Recorded]:
+        """The first event of every call numbered above ``call``, in call order."""
+        return [
+            self._by_call[n][0]
+            for n in sorted(self._by_call)
+            if n > call and family(self._by_call[n][0].kind) != "workflow"
+        ]
+
+
+def matches(site: CallSite, recorded: Recorded) -> bool:
+    """True when ``recorded`` answers the call ``site``."""
+    return site.same_function(recorded) and site.digest == recorded.digest
+
+
+def describe_change(site: CallSite, recorded: Recorded, later: list[Recorded]) -> str:
+    """How the code changed, given the recorded call at ``site.call`` and those after it.
+
+    Args:
+        site: the call the code makes now.
+        recorded: the first event the log holds for that call number.
+        later: the first events of the calls recorded after it, in order.
+    """
+    if site.same_function(recorded):
+        return "the same call with other arguments"
+    if later and matches(site, later[0]):
+        return f"the recorded call {recorded.describe()} was removed from the code"
+    if any(matches(site, event) for event in later[1:]):
+        return "calls were reordered"
+    if any(site.same_function(event) for event in later):
+        return "calls were reordered, or given other arguments"
+    return f"a call was inserted before the recorded {recorded.describe()}"

@@ -1,0 +1,27 @@
+"""Workflow and task states."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Status(str, Enum):
+    """The state of a workflow (``SKIPPED`` is for DAG tasks)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    WAITING = "WAITING"
+    PAUSED = "PAUSED"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def finished(self) -> bool:
+        """True for the states a workflow never leaves."""
+        return self in (Status.SUCCESS, Status.FAILURE, Status.CANCELLED, Status.SKIPPED)
+
+    def __str__(self) -> str:
+        return self.value

@@ -1,0 +1,141 @@
+"""Storage: the event log and its projections behind one small protocol.
+
+The engine speaks only to :class:`Store`; :mod:`durable.store.sqlite` implements it.
+Each method is one transaction. Another backend (Postgres) implements the same
+methods without touching the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from durable.replay import Recorded
+
+TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED", "SKIPPED"})
+
+
+class Fenced(BaseException):
+    """This engine no longer owns the workflow: it must stop without writing.
+
+    A ``BaseException`` so that user code cannot swallow it.
+    """
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"workflow {workflow_id!r} is owned by another executor")
+
+
+@dataclass(slots=True)
+class WorkflowRow:
+    """The status projection of one workflow."""
+
+    workflow_id: str
+    name: str
+    status: str
+    run: int
+    input_encoding: str
+    input: Any
+    output_encoding: str | None
+    output: Any
+    error: str | None
+    owner: str | None
+    lease_until: float | None
+    wake_at: float | None
+    wait_signal: str | None
+    waiting: str | None
+    control: str | None
+    recoveries: int
+    progress: int
+    parent_id: str | None
+    deadline: float | None
+    created: float
+    updated: float
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: the store adds workflow id, run and time."""
+
+    position: int
+    call: int
+    kind: str
+    name: str
+    digest: str = ""
+    args: str = ""
+    encoding: str = "json"
+    payload: Any = None
+    run: int | None = None  # default: the workflow's current run
+
+
+class Store(Protocol):
+    """What the engine needs from storage. Every method is one transaction."""
+
+    path: str
+
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
+        """Insert a workflow and its first events; the existing row if the id is taken."""
+
+    def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[WorkflowRow]:
+        """Take up to ``limit`` runnable workflows for ``owner``."""
+
+    def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
+        """The events of a workflow (of one run, if given), in log order."""
+
+    def append(
+        self,
+        workflow_id: str,
+        owner: str,
+        events: list[NewEvent],
+        update: dict[str, Any] | None = None,
+        consume_signal: int | None = None,
+        publish: tuple[str, str, Any] | None = None,
+        recheck: tuple[str, str] | None = None,
+        wake: str | None = None,
+    ) -> str | None:
+        """Fenced append: raise :class:`Fenced` unless ``owner`` owns the workflow.
+
+        In the same transaction: applies ``update`` to the workflow row, marks the
+        signal ``consume_signal`` consumed by the first event, stores ``publish``
+        (key, encoding, payload) as the latest value of a published event, wakes the
+        workflow ``wake`` if it waits, and after an update that arms a wait, wakes this
+        one at once if what it waits for (``("signal", name)``, ``("child", id)``) is
+        already there. A pending pause replaces an update that gives the workflow up;
+        a pending cancel refuses it. Returns the pending control request or None.
+        """
+
+    def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
+        """The oldest unconsumed signal ``name``: ``(id, encoding, payload)``."""
+
+    def renew(self, owner: str, lease_until: float) -> None:
+        """Extend the lease of every workflow ``owner`` holds."""
+
+    def release(self, owner: str, workflow_id: str | None = None) -> None:
+        """Give up ownership (of one workflow, or of all) so others may claim."""
+
+    def workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """One workflow's row."""
+
+    def workflows(
+        self, status: str | None, name: str | None, limit: int, parent_id: str | None = None
+    ) -> list[WorkflowRow]:
+        """Workflows, newest first."""
+
+    def update(self, workflow_id: str, changes: dict[str, Any], only_if: str) -> bool:
+        """Apply ``changes`` if the SQL condition ``only_if`` holds for the row."""
+
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
+        """Queue a signal and wake the workflow if it waits for that name."""
+
+    def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
+        """The latest published value of ``key``."""
+
+    def close(self) -> None:
+        """Close the connection."""

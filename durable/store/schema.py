@@ -1,0 +1,80 @@
+"""The SQLite schema, as numbered migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. A later version of
+durable appends a migration to :data:`MIGRATIONS`; it never edits an applied one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the event log, the workflow projection, the signal inbox, published events.
+    """
+    CREATE TABLE workflows (
+        workflow_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        run INTEGER NOT NULL DEFAULT 1,
+        input_encoding TEXT NOT NULL,
+        input BLOB,
+        output_encoding TEXT,
+        output BLOB,
+        error TEXT,
+        owner TEXT,
+        lease_until REAL,
+        wake_at REAL,
+        wait_signal TEXT,
+        waiting TEXT,
+        control TEXT,
+        recoveries INTEGER NOT NULL DEFAULT 0,
+        progress INTEGER NOT NULL DEFAULT 0,
+        parent_id TEXT,
+        deadline REAL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE INDEX workflows_wake ON workflows (wake_at) WHERE wake_at IS NOT NULL;
+    CREATE INDEX workflows_status ON workflows (status, created);
+    CREATE INDEX workflows_owner ON workflows (owner) WHERE owner IS NOT NULL;
+    CREATE INDEX workflows_parent ON workflows (parent_id) WHERE parent_id IS NOT NULL;
+
+    CREATE TABLE events (
+        workflow_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        run INTEGER NOT NULL,
+        call INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        args TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        payload BLOB,
+        created REAL NOT NULL,
+        PRIMARY KEY (workflow_id, position)
+    ) WITHOUT ROWID;
+    CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'durable events are append-only: UPDATE refused'); END;
+    CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'durable events are append-only: DELETE refused'); END;
+
+    CREATE TABLE signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        payload BLOB,
+        sent REAL NOT NULL,
+        consumed_position INTEGER
+    );
+    CREATE INDEX signals_pending ON signals (workflow_id, name, id)
+        WHERE consumed_position IS NULL;
+
+    CREATE TABLE published (
+        workflow_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        payload BLOB,
+        updated REAL NOT NULL,
+        PRIMARY KEY (workflow_id, key)
+    ) WITHOUT ROWID;
+    """,
+]

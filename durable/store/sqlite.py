@@ -1,0 +1,384 @@
+"""The SQLite store: WAL, one ``BEGIN IMMEDIATE`` transaction per write.
+
+One connection per store, shared by the engine's threads under a lock: SQLite
+admits one writer at a time anyway, and a single connection never meets
+SQLITE_BUSY from its own process. Other processes are waited for by the busy
+timeout, and every write takes the write lock first (``BEGIN IMMEDIATE``), so a
+transaction never fails half-way for a lock it could have waited for.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from durable.errors import DatabaseError
+from durable.replay import Recorded
+from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
+from durable.store.schema import MIGRATIONS
+
+SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
+BUSY_TIMEOUT_S = 60.0
+
+_SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
+_RUNNABLE = (
+    "SELECT workflow_id FROM workflows WHERE wake_at <= ? AND (owner IS NULL OR lease_until < ?)"
+)
+_EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
+# After arming a wait, look once more, in the same transaction: no missed wake-up.
+_RECHECK = {
+    "signal": "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND EXISTS (SELECT 1 "
+    "FROM signals s WHERE s.workflow_id = workflows.workflow_id AND s.name = ? "
+    "AND s.consumed_position IS NULL)",
+    "child": "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND EXISTS (SELECT 1 "
+    "FROM workflows c WHERE c.workflow_id = ? AND c.status IN "
+    "('SUCCESS', 'FAILURE', 'CANCELLED'))",
+}
+_INSERT_EVENT = (
+    "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, args, "
+    "encoding, payload, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SQLiteStore:
+    """The event log in one SQLite file (see :class:`durable.store.Store`)."""
+
+    def __init__(self, path: str, synchronous: str = "full") -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = _connect(path, synchronous)
+        self._run_of: dict[str, int] = {}
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no BUSY mid-way
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- workflows --------------------------------------------------------------
+
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
+        with self._writing() as conn:
+            found = conn.execute(
+                f"{_SELECT_WORKFLOW} WHERE workflow_id = ?", (row.workflow_id,)
+            ).fetchone()
+            if found is not None:
+                return WorkflowRow(*found)
+            values = tuple(getattr(row, c) for c in WORKFLOW_COLUMNS)
+            conn.execute(
+                f"INSERT INTO workflows ({', '.join(WORKFLOW_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(WORKFLOW_COLUMNS))})",
+                values,
+            )
+            _insert(conn, row.workflow_id, row.run, events, row.created)
+            return None
+
+    def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[WorkflowRow]:
+        claimed: list[WorkflowRow] = []
+        # A read first: an idle poll must not take the write lock from other processes.
+        if not self._read(_RUNNABLE + " LIMIT 1", (now, now)):
+            return claimed
+        with self._writing() as conn:
+            rows = conn.execute(
+                f"{_SELECT_WORKFLOW} WHERE workflow_id IN ({_RUNNABLE} ORDER BY wake_at LIMIT ?)",
+                (now, now, limit),
+            ).fetchall()
+            for values in rows:
+                row = WorkflowRow(*values)
+                if row.control == "pause":
+                    conn.execute(
+                        "UPDATE workflows SET status = 'PAUSED', owner = NULL, wake_at = NULL, "
+                        "control = NULL, waiting = 'resume', updated = ? WHERE workflow_id = ?",
+                        (now, row.workflow_id),
+                    )
+                    continue
+                if row.owner is not None:
+                    # Its last executor died while running it: count recoveries without
+                    # progress, so a workflow that kills its process cannot loop forever.
+                    (last,) = conn.execute(
+                        "SELECT COALESCE(MAX(position), 0) FROM events WHERE workflow_id = ?",
+                        (row.workflow_id,),
+                    ).fetchone()
+                    row.recoveries = 1 if last > row.progress else row.recoveries + 1
+                    row.progress = last
+                conn.execute(
+                    "UPDATE workflows SET owner = ?, lease_until = ?, status = 'RUNNING', "
+                    "recoveries = ?, progress = ?, updated = ? WHERE workflow_id = ?",
+                    (owner, lease_until, row.recoveries, row.progress, now, row.workflow_id),
+                )
+                row.owner, row.lease_until = owner, lease_until
+                claimed.append(row)
+        return claimed
+
+    def owners(self) -> list[str]:
+        """Every owner that holds a workflow now."""
+        return [r[0] for r in self._read("SELECT DISTINCT owner FROM workflows WHERE owner <> ''")]
+
+    def expire(self, owner: str) -> None:
+        """End the leases of ``owner`` at once (its process is known to be gone)."""
+        with self._writing() as conn:
+            conn.execute("UPDATE workflows SET lease_until = 0 WHERE owner = ?", (owner,))
+
+    def renew(self, owner: str, lease_until: float) -> None:
+        with self._writing() as conn:
+            conn.execute(
+                "UPDATE workflows SET lease_until = ? WHERE owner = ?", (lease_until, owner)
+            )
+
+    def release(self, owner: str, workflow_id: str | None = None) -> None:
+        with self._writing() as conn:
+            if workflow_id is None:
+                conn.execute(
+                    "UPDATE workflows SET owner = NULL, wake_at = COALESCE(wake_at, ?) "
+                    "WHERE owner = ?",
+                    (time.time(), owner),
+                )
+            else:
+                conn.execute(
+                    "UPDATE workflows SET owner = NULL WHERE owner = ? AND workflow_id = ?",
+                    (owner, workflow_id),
+                )
+
+    def workflow(self, workflow_id: str) -> WorkflowRow | None:
+        rows = self._read(f"{_SELECT_WORKFLOW} WHERE workflow_id = ?", (workflow_id,))
+        return WorkflowRow(*rows[0]) if rows else None
+
+    def workflows(
+        self, status: str | None, name: str | None, limit: int, parent_id: str | None = None
+    ) -> list[WorkflowRow]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("name", name), ("parent_id", parent_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"{_SELECT_WORKFLOW} {where} ORDER BY created DESC, workflow_id LIMIT ?",
+            (*params, limit),
+        )
+        return [WorkflowRow(*r) for r in rows]
+
+    def update(self, workflow_id: str, changes: dict[str, Any], only_if: str) -> bool:
+        sets = ", ".join(f"{column} = ?" for column in changes)
+        with self._writing() as conn:
+            cursor = conn.execute(
+                f"UPDATE workflows SET {sets}, updated = ? WHERE workflow_id = ? AND ({only_if})",
+                (*changes.values(), time.time(), workflow_id),
+            )
+            return cursor.rowcount > 0
+
+    # -- the log ----------------------------------------------------------------
+
+    def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
+        if run is None:
+            sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE workflow_id = ? ORDER BY position"
+            rows = self._read(sql, (workflow_id,))
+        else:
+            sql = (
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE workflow_id = ? AND run = ? "
+                "ORDER BY position"
+            )
+            rows = self._read(sql, (workflow_id, run))
+        return [Recorded(*r) for r in rows]
+
+    def last_position(self, workflow_id: str) -> int:
+        rows = self._read(
+            "SELECT COALESCE(MAX(position), -1) FROM events WHERE workflow_id = ?", (workflow_id,)
+        )
+        return int(rows[0][0])
+
+    def append(
+        self,
+        workflow_id: str,
+        owner: str,
+        events: list[NewEvent],
+        update: dict[str, Any] | None = None,
+        consume_signal: int | None = None,
+        publish: tuple[str, str, Any] | None = None,
+        recheck: tuple[str, str] | None = None,
+        wake: str | None = None,
+    ) -> str | None:
+        now = time.time()
+        with self._writing() as conn:
+            found = conn.execute(
+                "SELECT owner, control, run FROM workflows WHERE workflow_id = ?", (workflow_id,)
+            ).fetchone()
+            if found is None or found[0] != owner:
+                raise Fenced(workflow_id)
+            control, run = found[1], found[2]
+            try:
+                _insert(conn, workflow_id, run, events, now)
+            except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
+                raise Fenced(workflow_id) from error
+            if consume_signal is not None:
+                conn.execute(
+                    "UPDATE signals SET consumed_position = ? WHERE id = ? "
+                    "AND consumed_position IS NULL",
+                    (events[0].position, consume_signal),
+                )
+            if publish is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
+                    (workflow_id, *publish, now),
+                )
+            releases = bool(update) and update.get("owner", owner) is None and (
+                update.get("status") not in TERMINAL_STATUSES
+            )
+            if control == "cancel" and releases:
+                update = None  # stay the owner: the caller unwinds into cancellation
+            if control == "pause" and (releases or not update):
+                update = {"status": "PAUSED", "owner": None, "wake_at": None,
+                          "control": None, "waiting": "resume", "wait_signal": None}
+            if update:
+                sets = ", ".join(f"{column} = ?" for column in update)
+                conn.execute(
+                    f"UPDATE workflows SET {sets}, updated = ? WHERE workflow_id = ?",
+                    (*update.values(), now, workflow_id),
+                )
+                if recheck is not None and control != "pause":
+                    conn.execute(_RECHECK[recheck[0]], (now, workflow_id, recheck[1]))
+            if wake is not None:
+                conn.execute(
+                    "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
+                    "AND status = 'WAITING'",
+                    (now, wake),
+                )
+            return str(control) if control else None
+
+    # -- signals and published events -------------------------------------------
+
+    def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
+        rows = self._read(
+            "SELECT id, encoding, payload FROM signals WHERE workflow_id = ? AND name = ? "
+            "AND consumed_position IS NULL ORDER BY id LIMIT 1",
+            (workflow_id, name),
+        )
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
+        now = time.time()
+        with self._writing() as conn:
+            conn.execute(
+                "INSERT INTO signals (workflow_id, name, encoding, payload, sent) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (workflow_id, name, encoding, payload, now),
+            )
+            # Armed in the same transaction as the waiter's check, so no wake-up is missed.
+            conn.execute(
+                "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND wait_signal = ? "
+                "AND owner IS NULL AND status = 'WAITING'",
+                (now, workflow_id, name),
+            )
+
+    def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
+        rows = self._read(
+            "SELECT encoding, payload FROM published WHERE workflow_id = ? AND key = ?",
+            (workflow_id, key),
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def signals(self, workflow_id: str) -> list[tuple[Any, ...]]:
+        """Every signal sent to a workflow: ``(id, name, sent, consumed_position)``."""
+        return self._read(
+            "SELECT id, name, sent, consumed_position FROM signals WHERE workflow_id = ? "
+            "ORDER BY id",
+            (workflow_id,),
+        )
+
+
+def _insert(
+    conn: sqlite3.Connection, workflow_id: str, run: int, events: list[NewEvent], now: float
+) -> None:
+    conn.executemany(
+        _INSERT_EVENT,
+        [
+            (workflow_id, e.position, e.run or run, e.call, e.kind, e.name, e.digest, e.args,
+             e.encoding, e.payload, now)
+            for e in events
+        ],
+    )
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    if synchronous not in SYNCHRONOUS:
+        from durable.errors import InvalidArgument
+
+        raise InvalidArgument(
+            f"synchronous={synchronous!r} is not one of 'full', 'normal'; "
+            "use 'full' (survives power loss) or 'normal' (survives process crashes)."
+        )
+    if os.path.isdir(path):
+        raise DatabaseError(path, "it is a directory")
+    try:
+        conn = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error as error:
+        raise DatabaseError(path, str(error)) from error
+    try:
+        # Read before anything writes: a file that is not SQLite fails here untouched.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise DatabaseError(path, f"not a SQLite database ({error})") from error
+    if version > len(MIGRATIONS):
+        conn.close()
+        raise DatabaseError(path, f"its schema version {version} is newer than this durable's")
+    if version == 0 and tables & {"workflows", "events", "signals"}:
+        conn.close()
+        raise DatabaseError(path, "it is a SQLite database of another program")
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
+        _migrate(conn, version)
+    except sqlite3.DatabaseError as error:
+        conn.close()
+        raise DatabaseError(path, str(error)) from error
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current == number:  # another process may have migrated meanwhile
+                for statement in _statements(MIGRATIONS[number]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (``executescript`` would COMMIT on its own)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""

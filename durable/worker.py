@@ -1,0 +1,368 @@
+"""Worker threads: claim runnable workflows, run them by replay, renew leases, recover.
+
+One dispatcher thread claims runnable workflows (new, due timers, signalled, or
+abandoned by a dead owner) up to the number of free worker slots; a pool of worker
+threads runs them. A heartbeat thread renews the leases this engine holds and ends
+at once the leases of owners on this host whose process is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
+from typing import TYPE_CHECKING, Any
+
+from durable import serialization as ser
+from durable.calls import ContinueAsNew
+from durable.context import Cancelled, ReplayEnd, Suspend, WorkflowContext, _current, run_in_step
+from durable.errors import (
+    NonDeterminismError,
+    RecoveryLimitExceeded,
+    StepTimeout,
+    UnknownWorkflow,
+    WorkflowFailed,
+    WorkflowTimeout,
+)
+from durable.registry import Workflow, find_workflow
+from durable.replay import History
+from durable.status import Status
+from durable.store import Fenced, NewEvent, WorkflowRow
+
+if TYPE_CHECKING:
+    from durable.engine import Engine
+    from durable.registry import Step
+    from durable.replay import CallSite
+
+log = logging.getLogger("durable")
+
+HOST = socket.gethostname()
+#: A workflow whose code diverged is tried again this often (a fixed deploy may land).
+DIVERGED_RETRY_S = 60.0
+
+
+def owner_id() -> str:
+    """A unique owner name for one engine: ``host:pid:random``."""
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def owner_gone(owner: str) -> bool:
+    """True when ``owner`` ran on this host in a process that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child not yet reaped by its parent is a zombie: gone all the same
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class TimedOut(BaseException):
+    """Unwinds a workflow whose deadline passed."""
+
+
+class Executor:
+    """The threads of one engine that run workflows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._wakeup = threading.Event()
+        self._busy = 0
+        self._busy_lock = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        self.recover_dead_owners()
+        self._pool = ThreadPoolExecutor(self.engine.workers, thread_name_prefix="durable-wf")
+        for target, name in ((self._dispatch, "durable-dispatch"),
+                             (self._heartbeat, "durable-heartbeat")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def stop(self, timeout: float) -> None:
+        self._wakeup.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        with self._busy_lock:
+            while self._busy and time.monotonic() < deadline:
+                self._busy_lock.wait(0.05)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        # Whatever still runs (a long step) is released: its late append will be fenced.
+        if self._threads:
+            self.engine.store.release(self.engine.owner)
+
+    def recover_dead_owners(self) -> None:
+        for owner in self.engine.store.owners():
+            if owner != self.engine.owner and owner_gone(owner):
+                log.info("recovering the workflows of %s, whose process is gone", owner)
+                self.engine.store.expire(owner)
+
+    # -- threads ----------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        engine = self.engine
+        while not engine.stopping.is_set():
+            with self._busy_lock:
+                free = engine.workers - self._busy
+            claimed: list[WorkflowRow] = []
+            if free > 0:
+                now = time.time()
+                try:
+                    claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
+                except Exception:  # a failed poll must not kill the dispatcher; try next tick
+                    log.exception("claiming workflows failed; retrying")
+            for row in claimed:
+                with self._busy_lock:
+                    self._busy += 1
+                assert self._pool is not None
+                self._pool.submit(self._execute, row)
+            if not claimed:
+                self._wakeup.wait(engine.poll_interval)
+                self._wakeup.clear()
+
+    def _heartbeat(self) -> None:
+        engine = self.engine
+        interval = min(engine.lease / 3, 1.0)
+        while not engine.stopping.wait(interval):
+            try:
+                engine.store.renew(engine.owner, time.time() + engine.lease)
+                self.recover_dead_owners()
+            except Exception:
+                log.exception("renewing leases failed; retrying")
+
+    # -- one workflow -------------------------------------------------------------
+
+    def _execute(self, row: WorkflowRow) -> None:
+        try:
+            execute(self.engine, row)
+        except Fenced:
+            pass  # another executor owns it now; nothing of ours may be written
+        except Exception:
+            log.exception("workflow %r: the engine failed while running it", row.workflow_id)
+            try:
+                self.engine.store.release(self.engine.owner, row.workflow_id)
+            except Exception:
+                log.exception("workflow %r: release failed; the lease will expire",
+                              row.workflow_id)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+                self._busy_lock.notify_all()
+            self._wakeup.set()
+            self.engine._notify()
+
+    def before_new_call(self, ctx: WorkflowContext) -> None:
+        """Checks made before any call that the log does not answer yet."""
+        if self.engine.stopping.is_set():
+            raise ctx.suspend(status=Status.RUNNING.value, wake_at=time.time(),
+                              waiting="an engine (the last one shut down)")
+        if ctx.row.control == "cancel":
+            ctx.cancelling = True
+            raise Cancelled()
+        deadline = ctx.row.deadline
+        if deadline is not None and time.time() >= deadline:
+            raise TimedOut()
+
+    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
+                 ctx: WorkflowContext, site: CallSite) -> Any:
+        if step.isolation == "process":
+            from durable.isolation import run_in_process
+
+            return run_in_process(step, args, kwargs, key, ctx.workflow_id, site.call)
+        if step.timeout is None:
+            return _call(step, args, kwargs, key)
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = _call(step, args, kwargs, key)
+            except BaseException as error:
+                box["error"] = error
+
+        context = copy_context()
+        thread = threading.Thread(target=context.run, args=(target,), daemon=True,
+                                  name=f"durable-step-{key}")
+        thread.start()
+        thread.join(step.timeout)
+        if thread.is_alive():  # thread isolation cannot kill it: its late result is dropped
+            raise StepTimeout(ctx.workflow_id, site.call, step.name, step.timeout)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+
+def _call(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
+    if step.is_async:
+        return asyncio.run(run_in_step_async(key, step, args, kwargs))
+    return run_in_step(key, step.fn, args, kwargs)
+
+
+async def run_in_step_async(key: str, step: Step, args: tuple[Any, ...],
+                            kwargs: dict[str, Any]) -> Any:
+    from durable.context import _step_key
+
+    token = _step_key.set(key)
+    try:
+        return await step.fn(*args, **kwargs)
+    finally:
+        _step_key.reset(token)
+
+
+def _invoke(workflow: Workflow, row: WorkflowRow) -> Any:
+    from durable.engine import decode_input
+
+    args, kwargs = decode_input(row)
+    if workflow.is_async:
+        return asyncio.run(workflow.fn(*args, **kwargs))
+    return workflow.fn(*args, **kwargs)
+
+
+def execute(engine: Engine, row: WorkflowRow | None) -> None:
+    """Run one claimed workflow by replay until it ends or suspends."""
+    while row is not None:
+        row = _execute_run(engine, row)
+
+
+def _execute_run(engine: Engine, row: WorkflowRow) -> WorkflowRow | None:
+    """Run one run of a workflow; the next run's row if it continued as new."""
+    from durable.control import finish
+
+    workflow = find_workflow(row.name)
+    if workflow is None:
+        error = UnknownWorkflow(row.workflow_id, row.name)
+        log.warning("%s", error)
+        _set_aside(engine, row, error, "a worker that imports its module")
+        return None
+    history = History(engine.store.events(row.workflow_id, row.run))
+    ctx = WorkflowContext(engine, row, history)
+    if row.recoveries > engine.max_recoveries:
+        finish(ctx, Status.FAILURE, RecoveryLimitExceeded(row.workflow_id, row.recoveries))
+        return None
+    token = _current.set(ctx)
+    try:
+        value = _invoke(workflow, row)
+        if ctx.diverged is None:
+            ctx.check_all_replayed()
+    except (Suspend, Fenced):
+        return None
+    except ContinueAsNew as new:
+        return _continue_as_new(engine, ctx, workflow, new)
+    except Cancelled:
+        finish(ctx, Status.CANCELLED, None)
+        return None
+    except TimedOut:
+        finish(ctx, Status.FAILURE, WorkflowTimeout(row.workflow_id, workflow.timeout or 0.0))
+        return None
+    except NonDeterminismError as error:
+        ctx.diverged = ctx.diverged or error
+    except Exception as error:
+        if ctx.diverged is None:
+            finish(ctx, Status.FAILURE, error)
+            return None
+    finally:
+        _current.reset(token)
+    if ctx.diverged is not None:
+        log.error("%s", ctx.diverged)
+        _set_aside(engine, row, ctx.diverged, "code that replays its history")
+        return None
+    finish(ctx, Status.SUCCESS, value)
+    return None
+
+
+def _continue_as_new(engine: Engine, ctx: WorkflowContext, workflow: Workflow,
+                     new: ContinueAsNew) -> WorkflowRow | None:
+    """Close this run and run the same id again at once, with a fresh log."""
+    from durable.engine import encode_input
+
+    row = ctx.row
+    encoding, payload = encode_input(row.workflow_id, workflow, new.args_, new.kwargs)
+    run = row.run + 1
+    closing = finish_event(ctx, "workflow.continued", encoding, payload)
+    started = NewEvent(closing.position + 1, 0, "workflow.started", row.name,
+                       ser.digest(new.args_, new.kwargs), ser.describe_args(new.args_, new.kwargs),
+                       encoding, payload, run=run)
+    engine.store.append(row.workflow_id, engine.owner, [closing, started], update={
+        "run": run, "input_encoding": encoding, "input": payload, "recoveries": 0,
+    })
+    return engine.store.workflow(row.workflow_id)
+
+
+def _set_aside(engine: Engine, row: WorkflowRow, error: Exception, waiting: str) -> None:
+    """Leave a workflow unfinished with ``error`` shown, to be tried again later."""
+    engine.store.append(row.workflow_id, engine.owner, [], update={
+        "owner": None, "error": ser.encode_error(error), "waiting": waiting,
+        "wake_at": time.time() + DIVERGED_RETRY_S,
+    })
+
+
+def replay(engine: Engine, row: WorkflowRow) -> Any:
+    """Replay a workflow's history against the current code, running no step."""
+    workflow = find_workflow(row.name)
+    if workflow is None:
+        raise UnknownWorkflow(row.workflow_id, row.name)
+    ctx = WorkflowContext(engine, row, History(engine.store.events(row.workflow_id, row.run)),
+                          replaying=True)
+    token = _current.set(ctx)
+    try:
+        value = _invoke(workflow, row)
+    except ReplayEnd as end:
+        if ctx.diverged is not None:
+            raise ctx.diverged from None
+        if row.status in (Status.SUCCESS, Status.FAILURE):
+            raise ctx.divergence(end.site, None) from None
+        return None
+    except NonDeterminismError:
+        raise
+    except Exception as error:
+        if ctx.diverged is not None:
+            raise ctx.diverged from None
+        ctx.check_all_replayed()
+        if row.status == Status.SUCCESS:
+            raise NonDeterminismError(
+                row.workflow_id, ctx.call, "a successful end", f"raise {error!r}", "replay",
+                "the workflow now fails where its history succeeded",
+            ) from error
+        raise WorkflowFailed(row.workflow_id, row.name, f"{type(error).__name__}: {error}") \
+            from error
+    finally:
+        _current.reset(token)
+    if ctx.diverged is not None:
+        raise ctx.diverged
+    ctx.check_all_replayed()
+    if row.status == Status.FAILURE:
+        raise NonDeterminismError(
+            row.workflow_id, ctx.call, "a failure", "a successful return", "replay",
+            "the workflow now succeeds where its history failed",
+        )
+    return value
+
+
+def finish_event(ctx: WorkflowContext, kind: str, encoding: str, payload: Any) -> NewEvent:
+    """The closing event of a run (call 0: the workflow itself)."""
+    position = ctx.position
+    ctx.position += 1
+    return NewEvent(position, 0, kind, ctx.row.name, "", "", encoding, payload)
