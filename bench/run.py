@@ -136,10 +136,11 @@ def table(results: dict[tuple[str, str], dict[str, Any] | str], sync: str, vs: b
         return
     t = Table(title=title)
     for i, h in enumerate(header):
-        t.add_column(h, justify="left" if i < 2 else "right")
+        t.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
     for r in body:
         t.add_row(*r)
-    Console().print(t)
+    console = Console()
+    Console(width=max(console.width, 120)).print(t)
 
 
 def main() -> None:
