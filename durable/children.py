@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -99,7 +100,5 @@ def cancel_children(engine: Any, parent_id: str) -> None:
 
     for child in engine.store.workflows(None, None, 10_000, parent_id=parent_id):
         if not child.finished:
-            try:
+            with contextlib.suppress(WorkflowFinished):  # it may have ended meanwhile
                 cancel(engine, child.workflow_id)
-            except WorkflowFinished:
-                pass  # it ended meanwhile

@@ -39,6 +39,8 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
             run_compensations(ctx)
         except (Suspend, Fenced):
             return  # a compensation waits for a retry, or we lost the workflow: later
+    payload: str | bytes | None = None
+    encoding = ser.JSON
     if status is Status.SUCCESS:
         workflow = find_workflow(row.name)
         try:
@@ -49,8 +51,6 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
                                          error.type_name, error.reason)
     if status is Status.FAILURE:
         encoding, payload = ser.ERROR, ser.encode_error(outcome)
-    elif status is Status.CANCELLED:
-        encoding, payload = ser.JSON, None
     position = ctx.position
     ctx.position += 1
     event = NewEvent(position, 0, _END_KINDS[status], row.name, "", "", encoding, payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -156,7 +157,8 @@ class Engine:
         workflow = _resolve(wf)
         workflow_id = workflow_id or str(uuid.uuid4())
         row = self._new_row(workflow, workflow_id, args, kwargs)
-        existing = self.store.create_workflow(row, [self._started_event(workflow, row, args, kwargs)])
+        started = self._started_event(workflow, row, args, kwargs)
+        existing = self.store.create_workflow(row, [started])
         if existing is not None and existing.name != workflow.name:
             raise WorkflowConflict(workflow_id, existing.name, workflow.name)
         self._executor.wake()
@@ -254,7 +256,7 @@ class Engine:
             workflow = find_workflow(row.name)
             annotation = workflow.returns if workflow else None
             if row.output_encoding == ser.PYDANTIC and annotation is None:
-                return ser.json.loads(row.output)
+                return json.loads(row.output)
             return ser.decode(row.output_encoding or ser.JSON, row.output, annotation)
         if row.status == Status.CANCELLED:
             raise WorkflowCancelled(row.workflow_id)

@@ -47,7 +47,8 @@ class NonDeterminismError(DurableError):
     def __init__(
         self, workflow_id: str, call: int, recorded: str, called: str, where: str, change: str
     ) -> None:
-        self.workflow_id, self.call, self.recorded, self.called = workflow_id, call, recorded, called
+        self.workflow_id, self.call = workflow_id, call
+        self.recorded, self.called = recorded, called
         self.where, self.change = where, change
         super().__init__(
             f"workflow {workflow_id!r} diverged from its history at call #{call}: "

@@ -5,6 +5,7 @@ Imported on first use (``durable.Event``), so that ``import durable`` stays fast
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,7 +91,7 @@ def readable(encoding: str, payload: Any) -> Any:
     if payload is None:
         return None
     if encoding in (ser.JSON, ser.PYDANTIC):
-        return ser.json.loads(payload)
+        return json.loads(payload)
     if encoding == ser.ERROR:
         return ser.error_summary(payload)
     try:

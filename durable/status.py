@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """The state of a workflow (``SKIPPED`` is for DAG tasks)."""
 
     PENDING = "PENDING"
@@ -22,6 +22,3 @@ class Status(str, Enum):
     def finished(self) -> bool:
         """True for the states a workflow never leaves."""
         return self in (Status.SUCCESS, Status.FAILURE, Status.CANCELLED, Status.SKIPPED)
-
-    def __str__(self) -> str:
-        return self.value

@@ -241,7 +241,7 @@ class SQLiteStore:
                     "INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
                     (workflow_id, *publish, now),
                 )
-            releases = bool(update) and update.get("owner", owner) is None and (
+            releases = update is not None and update.get("owner", owner) is None and (
                 update.get("status") not in TERMINAL_STATUSES
             )
             if control == "cancel" and releases:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import os
 import random
 import signal
@@ -47,7 +46,7 @@ def test_kill_at_a_random_step_then_recover_runs_each_effect_once(
     kill9(proc)
 
     recovered = spawn(db, effects, "recover")
-    out, err = recovered.communicate(timeout=60)
+    _, err = recovered.communicate(timeout=60)
     assert recovered.returncode == 0, err
     with durable.Engine(db, workers=0) as engine:
         assert engine.handle("wf").result(timeout=5) == sum(i * i for i in range(10))
@@ -83,9 +82,10 @@ def test_a_workflow_that_kills_every_recovering_process_ends_as_failure(
         with durable.Engine(db, workers=0) as engine:
             if engine.handle("doomed").status() is durable.Status.FAILURE:
                 break
-    with durable.Engine(db, workers=0) as engine:
-        with pytest.raises(durable.errors.WorkflowFailed) as failed:
-            engine.handle("doomed").result(timeout=1)
+    with durable.Engine(db, workers=0) as engine, pytest.raises(
+        durable.errors.WorkflowFailed
+    ) as failed:
+        engine.handle("doomed").result(timeout=1)
     assert "recovered" in str(failed.value.__cause__)
     assert isinstance(failed.value.__cause__, durable.errors.RecoveryLimitExceeded)
     assert lines(effects).count("step 0") == 1

@@ -11,8 +11,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import durable  # noqa: E402
-from apps import crashy  # noqa: E402, F401  (registers the workflows)
+from apps import crashy  # noqa: F401  (registers the workflows)
+
+import durable
 
 
 def main() -> None:
