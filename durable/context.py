@@ -90,9 +90,8 @@ class WorkflowContext:
         with self._lock:
             self.call += 1
             number = self.call
-        site = CallSite(
-            number, family, name, ser.digest(args, kwargs), ser.describe_args(args, kwargs)
-        )
+        digest, text = ser.digest_text(args, kwargs)
+        site = CallSite(number, family, name, digest, text)
         recorded = self.history.of(number)
         if recorded is None:
             if self.replaying:
@@ -236,11 +235,7 @@ def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    return asyncio._get_running_loop() is not None  # the public one raises: slow on a hot path
 
 
 async def _await_step(ctx: WorkflowContext, step: Step, site: CallSite,

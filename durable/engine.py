@@ -191,10 +191,8 @@ class Engine:
     def _started_event(
         workflow: Workflow, row: WorkflowRow, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> NewEvent:
-        return NewEvent(
-            0, 0, "workflow.started", workflow.name, ser.digest(args, kwargs),
-            ser.describe_args(args, kwargs), row.input_encoding, row.input,
-        )
+        return NewEvent(0, 0, "workflow.started", workflow.name, *ser.digest_text(args, kwargs),
+                        row.input_encoding, row.input)
 
     def run(self, wf: Workflow | str, *args: Any, workflow_id: str | None = None,
             **kwargs: Any) -> Any:

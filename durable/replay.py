@@ -12,8 +12,7 @@ Nothing here touches a database or a clock, so it is unit-tested directly.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # Event kinds are "family.outcome". Terminal kinds answer their call for good; the
 # others record progress on a call that is not answered yet.
@@ -51,9 +50,8 @@ def family(kind: str) -> str:
     return kind.partition(".")[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """One event of the log, as replay sees it."""
+class Recorded(NamedTuple):
+    """One event of the log, as replay sees it (a tuple: replay builds thousands)."""
 
     position: int
     call: int
@@ -70,21 +68,23 @@ class Recorded:
         return self.kind in TERMINAL_KINDS
 
     def describe(self) -> str:
-        return f"{family(self.kind)} {self.name}({self.args})"
+        return f"{family(self.kind)} {call_text(self.name, self.args)}"
 
 
-@dataclass(frozen=True, slots=True)
 class CallSite:
-    """A call the code makes now, to be matched against the log."""
+    """A call the code makes now, to be matched against the log.
 
-    call: int
-    family: str
-    name: str
-    digest: str
-    args: str
+    ``args`` is the text the digest was made from, cut short: readable in the log.
+    """
+
+    __slots__ = ("args", "call", "digest", "family", "name")
+
+    def __init__(self, call: int, family: str, name: str, digest: str, args: str) -> None:
+        self.call, self.family, self.name, self.digest, self.args = (
+            call, family, name, digest, args)
 
     def describe(self) -> str:
-        return f"{self.family} {self.name}({self.args})"
+        return f"{self.family} {call_text(self.name, self.args)}"
 
     def same_function(self, recorded: Recorded) -> bool:
         return self.family == family(recorded.kind) and self.name == recorded.name
@@ -122,6 +122,13 @@ class History:
             for n in sorted(self._by_call)
             if n > call and family(self._by_call[n][0].kind) != "workflow"
         ]
+
+
+def call_text(name: str, args: str) -> str:
+    """``name(args)`` from the recorded argument text: ``(1, 'a')`` or JSON ``[[...], {...}]``."""
+    if args.startswith("("):
+        return name + (args[:-2] + ")" if args.endswith(",)") else args)
+    return f"{name}({args})"
 
 
 def matches(site: CallSite, recorded: Recorded) -> bool:

@@ -32,6 +32,8 @@ JSON, PYDANTIC, PICKLE, ERROR = "json", "pydantic", "pickle", "error"
 LARGE_PAYLOAD = 1 << 20
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
+_SCALAR_TYPES = frozenset(_PLAIN_SCALARS)
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(separators=) builds one per call
 
 
 class Unserializable(Exception):
@@ -87,7 +89,7 @@ def encode(value: Any, annotation: Any = None) -> tuple[str, str | bytes]:
         Unserializable: when neither JSON, pydantic nor cloudpickle can write it.
     """
     if is_plain_json(value):
-        return JSON, json.dumps(value, separators=(",", ":"))
+        return JSON, _compact(value)
     if _usable_annotation(annotation):
         text = _encode_pydantic(value, annotation)
         if text is not None:
@@ -177,17 +179,25 @@ def _canonical(value: Any) -> Any:
     return {_type_name(value): None if " at 0x" in text else text}
 
 
+ARGS_TEXT_LIMIT = 200
+
+
+def digest_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
+    """A digest of call arguments that is stable across processes, and the text it was
+    made from (cut to ARGS_TEXT_LIMIT characters), which the log keeps to be read."""
+    if not kwargs and all(type(a) in _SCALAR_TYPES for a in args):
+        text = repr(args)  # scalars only: repr is exact, stable and cheaper than JSON
+    else:
+        try:
+            text = _compact([args, kwargs])
+        except (TypeError, ValueError):
+            text = _compact(_canonical([args, kwargs]))
+    digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    if len(text) > ARGS_TEXT_LIMIT:
+        text = text[: ARGS_TEXT_LIMIT - 3] + "..."
+    return digest, text
+
+
 def digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """A short digest of call arguments that is stable across processes."""
-    try:
-        text = json.dumps([args, kwargs], separators=(",", ":"))
-    except (TypeError, ValueError):
-        text = json.dumps(_canonical([args, kwargs]), separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-def describe_args(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 120) -> str:
-    """A short readable rendering of call arguments, for the log and for messages."""
-    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
-    text = ", ".join(parts)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return digest_text(args, kwargs)[0]

@@ -151,6 +151,7 @@ class Executor:
             try:
                 engine.store.renew(engine.owner, time.time() + engine.lease)
                 self.recover_dead_owners()
+                engine.store.checkpoint()
             except Exception:
                 log.exception("renewing leases failed; retrying")
 
@@ -303,8 +304,7 @@ def _continue_as_new(engine: Engine, ctx: WorkflowContext, workflow: Workflow,
     run = row.run + 1
     closing = finish_event(ctx, "workflow.continued", encoding, payload)
     started = NewEvent(closing.position + 1, 0, "workflow.started", row.name,
-                       ser.digest(new.args_, new.kwargs), ser.describe_args(new.args_, new.kwargs),
-                       encoding, payload, run=run)
+                       *ser.digest_text(new.args_, new.kwargs), encoding, payload, run=run)
     engine.store.append(row.workflow_id, engine.owner, [closing, started], update={
         "run": run, "input_encoding": encoding, "input": payload, "recoveries": 0,
     })

@@ -8,7 +8,7 @@ methods without touching the engine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from durable.replay import Recorded
 
@@ -60,8 +60,7 @@ class WorkflowRow:
 WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
+class NewEvent(NamedTuple):
     """An event to append: the store adds workflow id, run and time."""
 
     position: int
@@ -136,6 +135,9 @@ class Store(Protocol):
 
     def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
         """The latest published value of ``key``."""
+
+    def checkpoint(self) -> None:
+        """Background maintenance of the storage (SQLite: a passive WAL checkpoint)."""
 
     def close(self) -> None:
         """Close the connection."""

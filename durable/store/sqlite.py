@@ -24,6 +24,7 @@ from durable.store.schema import MIGRATIONS
 
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 BUSY_TIMEOUT_S = 60.0
+AUTOCHECKPOINT_PAGES = 10_000
 
 _SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
 _RUNNABLE = (
@@ -52,7 +53,9 @@ class SQLiteStore:
         self.path = path
         self._lock = threading.RLock()
         self._conn = _connect(path, synchronous)
-        self._run_of: dict[str, int] = {}
+        self._pending: list[_Append] = []
+        self._pending_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -74,6 +77,21 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database without blocking writers (PASSIVE).
+
+        Run from a background thread, on a connection of its own, so that appends do
+        not pay for checkpoints (SQLite would otherwise run one inside some commit).
+        """
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_S,
+            )
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- workflows --------------------------------------------------------------
 
@@ -218,52 +236,53 @@ class SQLiteStore:
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
     ) -> str | None:
-        now = time.time()
-        with self._writing() as conn:
-            found = conn.execute(
-                "SELECT owner, control, run FROM workflows WHERE workflow_id = ?", (workflow_id,)
-            ).fetchone()
-            if found is None or found[0] != owner:
-                raise Fenced(workflow_id)
-            control, run = found[1], found[2]
+        request = _Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
+                          wake)
+        with self._pending_lock:
+            self._pending.append(request)
+        # Group commit: whoever gets the connection first commits every append queued by
+        # then, in one transaction; the others find theirs done. Nobody's append is
+        # acknowledged before the COMMIT that makes it durable has returned.
+        with self._lock:
+            if not request.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._commit(batch)
+        if request.error is not None:
+            raise request.error
+        return request.control
+
+    def _commit(self, batch: list[_Append]) -> None:
+        conn = self._conn
+        try:
+            if len(batch) == 1 and batch[0].simple:
+                # One event, nothing else: a single fenced INSERT ... SELECT, its own
+                # transaction. It inserts nothing if we lost the workflow or a pause or
+                # cancel waits; then the full path below finds out which.
+                if _fast_insert(conn, batch[0]):
+                    return
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                _insert(conn, workflow_id, run, events, now)
-            except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
-                raise Fenced(workflow_id) from error
-            if consume_signal is not None:
-                conn.execute(
-                    "UPDATE signals SET consumed_position = ? WHERE id = ? "
-                    "AND consumed_position IS NULL",
-                    (events[0].position, consume_signal),
-                )
-            if publish is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
-                    (workflow_id, *publish, now),
-                )
-            releases = update is not None and update.get("owner", owner) is None and (
-                update.get("status") not in TERMINAL_STATUSES
-            )
-            if control == "cancel" and releases:
-                update = None  # stay the owner: the caller unwinds into cancellation
-            if control == "pause" and (releases or not update):
-                update = {"status": "PAUSED", "owner": None, "wake_at": None,
-                          "control": None, "waiting": "resume", "wait_signal": None}
-            if update:
-                sets = ", ".join(f"{column} = ?" for column in update)
-                conn.execute(
-                    f"UPDATE workflows SET {sets}, updated = ? WHERE workflow_id = ?",
-                    (*update.values(), now, workflow_id),
-                )
-                if recheck is not None and control != "pause":
-                    conn.execute(_RECHECK[recheck[0]], (now, workflow_id, recheck[1]))
-            if wake is not None:
-                conn.execute(
-                    "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
-                    "AND status = 'WAITING'",
-                    (now, wake),
-                )
-            return str(control) if control else None
+                for request in batch:
+                    if request.simple and _fast_insert(conn, request):
+                        continue
+                    conn.execute("SAVEPOINT one_append")
+                    try:
+                        request.control = _apply(conn, request)
+                    except BaseException as error:
+                        conn.execute("ROLLBACK TO one_append")
+                        request.error = error
+                    conn.execute("RELEASE one_append")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except BaseException as error:
+            for request in batch:
+                request.error = request.error or error
+        finally:
+            for request in batch:
+                request.done = True
 
     # -- signals and published events -------------------------------------------
 
@@ -304,6 +323,93 @@ class SQLiteStore:
             "ORDER BY id",
             (workflow_id,),
         )
+
+
+class _Append:
+    """One append request waiting for a group commit."""
+
+    __slots__ = ("consume_signal", "control", "done", "error", "events", "owner", "publish",
+                 "recheck", "simple", "update", "wake", "workflow_id")
+
+    def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
+                 update: dict[str, Any] | None, consume_signal: int | None,
+                 publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
+                 wake: str | None) -> None:
+        self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
+        self.consume_signal, self.publish, self.recheck, self.wake = (
+            consume_signal, publish, recheck, wake)
+        self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
+        self.done = False
+        self.control: str | None = None
+        self.error: BaseException | None = None
+
+
+_FAST_INSERT = (
+    "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, args, encoding, "
+    "payload, created) SELECT ?, ?, run, ?, ?, ?, ?, ?, ?, ?, ? FROM workflows "
+    "WHERE workflow_id = ? AND owner = ? AND control IS NULL"
+)
+
+
+def _fast_insert(conn: sqlite3.Connection, request: _Append) -> bool:
+    """The common append in one statement; False when the full path must decide."""
+    e = request.events[0]
+    try:
+        cursor = conn.execute(_FAST_INSERT, (
+            request.workflow_id, e.position, e.call, e.kind, e.name, e.digest, e.args,
+            e.encoding, e.payload, time.time(), request.workflow_id, request.owner,
+        ))
+    except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
+        raise Fenced(request.workflow_id) from error
+    return cursor.rowcount == 1
+
+
+def _apply(conn: sqlite3.Connection, request: _Append) -> str | None:
+    """The full fenced append (see Store.append), inside the caller's transaction."""
+    now = time.time()
+    workflow_id, owner, events, update = (
+        request.workflow_id, request.owner, request.events, request.update)
+    found = conn.execute(
+        "SELECT owner, control, run FROM workflows WHERE workflow_id = ?", (workflow_id,)
+    ).fetchone()
+    if found is None or found[0] != owner:
+        raise Fenced(workflow_id)
+    control, run = found[1], found[2]
+    try:
+        _insert(conn, workflow_id, run, events, now)
+    except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
+        raise Fenced(workflow_id) from error
+    if request.consume_signal is not None:
+        conn.execute(
+            "UPDATE signals SET consumed_position = ? WHERE id = ? AND consumed_position IS NULL",
+            (events[0].position, request.consume_signal),
+        )
+    if request.publish is not None:
+        conn.execute("INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
+                     (workflow_id, *request.publish, now))
+    releases = update is not None and update.get("owner", owner) is None and (
+        update.get("status") not in TERMINAL_STATUSES
+    )
+    if control == "cancel" and releases:
+        update = None  # stay the owner: the caller unwinds into cancellation
+    if control == "pause" and (releases or not update):
+        update = {"status": "PAUSED", "owner": None, "wake_at": None,
+                  "control": None, "waiting": "resume", "wait_signal": None}
+    if update:
+        sets = ", ".join(f"{column} = ?" for column in update)
+        conn.execute(
+            f"UPDATE workflows SET {sets}, updated = ? WHERE workflow_id = ?",
+            (*update.values(), now, workflow_id),
+        )
+        if request.recheck is not None and control != "pause":
+            conn.execute(_RECHECK[request.recheck[0]], (now, workflow_id, request.recheck[1]))
+    if request.wake is not None:
+        conn.execute(
+            "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
+            "AND status = 'WAITING'",
+            (now, request.wake),
+        )
+    return str(control) if control else None
 
 
 def _insert(
@@ -351,6 +457,9 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
+        # Checkpoints run in the background (SQLiteStore.checkpoint); this is the backstop
+        # that keeps the WAL bounded (about 40 MB) if nobody calls it.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         _migrate(conn, version)
     except sqlite3.DatabaseError as error:
         conn.close()
