@@ -120,10 +120,10 @@ def _client(db: str) -> Iterator[Engine]:
         engine.close()
 
 
-def _console() -> Console:
+def _console(piped_width: int = 160) -> Console:
     # Piped output keeps whole rows on one line (for grep), instead of rich's 80 columns.
-    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
-    return Console(width=None if wide else 200, highlight=False)
+    sized = sys.stdout.isatty() or "COLUMNS" in os.environ
+    return Console(width=None if sized else piped_width, highlight=False)
 
 
 def _print_json(data: Any) -> None:
@@ -584,4 +584,4 @@ def demo(db: str) -> None:
     """Run a workflow, kill -9 its process mid-way, resume it in a new process."""
     from durable.demo import run_demo
 
-    sys.exit(run_demo(db, _console()))
+    sys.exit(run_demo(db, _console(piped_width=110)))

@@ -91,6 +91,7 @@ class Executor:
 
     def start(self) -> None:
         self.recover_dead_owners()
+        self.engine.store.retry_set_aside()  # new code may have been deployed: try again
         self._pool = ThreadPoolExecutor(self.engine.workers, thread_name_prefix="durable-wf")
         for target, name in ((self._dispatch, "durable-dispatch"),
                              (self._heartbeat, "durable-heartbeat")):
@@ -100,6 +101,26 @@ class Executor:
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def reserve(self) -> bool:
+        """Take a free worker slot, if this engine runs workers and one is free."""
+        if self._pool is None or self.engine.stopping.is_set():
+            return False
+        with self._busy_lock:
+            if self._busy >= self.engine.workers:
+                return False
+            self._busy += 1
+            return True
+
+    def unreserve(self) -> None:
+        with self._busy_lock:
+            self._busy -= 1
+            self._busy_lock.notify_all()
+
+    def run_reserved(self, row: WorkflowRow) -> None:
+        """Run a workflow this engine already owns on the slot taken by ``reserve``."""
+        assert self._pool is not None
+        self._pool.submit(self._execute, row)
 
     def stop(self, timeout: float) -> None:
         self._wakeup.set()
@@ -138,8 +159,7 @@ class Executor:
             for row in claimed:
                 with self._busy_lock:
                     self._busy += 1
-                assert self._pool is not None
-                self._pool.submit(self._execute, row)
+                self.run_reserved(row)
             if not claimed:
                 self._wakeup.wait(engine.poll_interval)
                 self._wakeup.clear()

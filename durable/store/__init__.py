@@ -113,6 +113,9 @@ class Store(Protocol):
     def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
         """The oldest unconsumed signal ``name``: ``(id, encoding, payload)``."""
 
+    def retry_set_aside(self) -> None:
+        """Make every workflow set aside with an error (diverged, unknown) runnable now."""
+
     def renew(self, owner: str, lease_until: float) -> None:
         """Extend the lease of every workflow ``owner`` holds."""
 

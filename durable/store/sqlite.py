@@ -141,7 +141,8 @@ class SQLiteStore:
                     row.progress = last
                 conn.execute(
                     "UPDATE workflows SET owner = ?, lease_until = ?, status = 'RUNNING', "
-                    "recoveries = ?, progress = ?, updated = ? WHERE workflow_id = ?",
+                    "error = NULL, recoveries = ?, progress = ?, updated = ? "
+                    "WHERE workflow_id = ?",
                     (owner, lease_until, row.recoveries, row.progress, now, row.workflow_id),
                 )
                 row.owner, row.lease_until = owner, lease_until
@@ -156,6 +157,15 @@ class SQLiteStore:
         """End the leases of ``owner`` at once (its process is known to be gone)."""
         with self._writing() as conn:
             conn.execute("UPDATE workflows SET lease_until = 0 WHERE owner = ?", (owner,))
+
+    def retry_set_aside(self) -> None:
+        """Make every workflow set aside with an error (diverged, unknown) runnable now."""
+        with self._writing() as conn:
+            conn.execute(
+                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND error IS NOT NULL "
+                "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
+                (time.time(),),
+            )
 
     def renew(self, owner: str, lease_until: float) -> None:
         with self._writing() as conn:
