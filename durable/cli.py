@@ -290,7 +290,8 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
         elif waiting and row.wake_at and row.status in ("WAITING", "RETRYING"):
             waiting += f" (due {_when(row.wake_at)} local)"
     started = next((e for e in events if e.kind == "workflow.started"), None)
-    result = readable(row.output_encoding, row.output) if row.status == "SUCCESS" else None
+    result = readable(row.output_encoding or "json", row.output) \
+        if row.status == "SUCCESS" else None
     fields: dict[str, Any] = {
         "workflow_id": row.workflow_id, "name": row.name, "status": row.status, "run": row.run,
         "input": started.args if started else None, "parent_id": row.parent_id,
@@ -309,7 +310,7 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
     table.add_row("name", row.name)
     table.add_row("status", _status(row.status))
     table.add_row("run", str(row.run))
-    table.add_row("input", f"({fields['input']})" if started else "")
+    table.add_row("input", fields["input"] or "")
     table.add_row("parent", row.parent_id or "-")
     table.add_row("children", "\n".join(f"{c} ({s})" for c, s in children) or "-")
     if waiting:
@@ -356,8 +357,8 @@ def history(workflow_id: str, as_json: bool, db: str) -> None:
     for column, justify in (("#", "right"), ("CALL", "right"), ("KIND", "left"),
                             ("NAME", "left"), ("ARGS", "left"), ("VALUE", "left"),
                             ("TIME", "left")):
-        table.add_column(column, justify=justify,  # type: ignore[arg-type]
-                         max_width=48 if column in ("ARGS", "VALUE") else None)
+        table.add_column(column, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                         overflow="ellipsis", max_width=60 if column in ("ARGS", "VALUE") else None)
     for event in events:
         style = "red" if event.kind.endswith(("failed", "cancelled")) else _KIND_STYLE.get(
             event.kind.partition(".")[0], "")

@@ -256,9 +256,9 @@ class _Demo:
         for line in self.ledger.read_text().splitlines():
             entry = json.loads(line)
             runs[entry["step"]].append(entry["pid"])
-        charges = runs["charge_card"]
+        charges = len(runs["charge_card"])
         self.console.print(
-            f"[bold green]charge_card ran {'once' if len(charges) == 1 else f'{len(charges)} times'}"
+            f"[bold green]charge_card ran {'once' if charges == 1 else f'{charges} times'}"
             f"[/]: process 1 charged the card and recorded it before it was killed; process 2 "
             "read the charge from the log instead of charging again."
         )

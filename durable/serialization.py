@@ -33,7 +33,8 @@ LARGE_PAYLOAD = 1 << 20
 
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(_PLAIN_SCALARS)
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(separators=) builds one per call
+# json.dumps(separators=...) builds a new encoder on every call: build one once.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Unserializable(Exception):

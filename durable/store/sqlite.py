@@ -265,12 +265,11 @@ class SQLiteStore:
     def _commit(self, batch: list[_Append]) -> None:
         conn = self._conn
         try:
-            if len(batch) == 1 and batch[0].simple:
-                # One event, nothing else: a single fenced INSERT ... SELECT, its own
-                # transaction. It inserts nothing if we lost the workflow or a pause or
-                # cancel waits; then the full path below finds out which.
-                if _fast_insert(conn, batch[0]):
-                    return
+            # One event, nothing else: a single fenced INSERT ... SELECT, its own
+            # transaction. It inserts nothing if we lost the workflow or a pause or
+            # cancel waits; then the full path below finds out which.
+            if len(batch) == 1 and batch[0].simple and _fast_insert(conn, batch[0]):
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for request in batch:
