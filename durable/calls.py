@@ -202,6 +202,8 @@ class _State(MutableMapping[str, Any]):
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
             ctx.append(ctx.event(site, "state.deleted"))
+        elif recorded[-1].kind != "state.deleted":
+            raise ctx.divergence(site, recorded[-1])
         del ctx.state[key]
 
     def __iter__(self) -> Iterator[str]:

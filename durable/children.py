@@ -4,22 +4,39 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
-from durable.context import ReplayEnd, WorkflowContext, require
+from durable.context import ReplayEnd, TimedOut, WorkflowContext, require
 from durable.errors import WorkflowCancelled, WorkflowFailed, WorkflowFinished
 from durable.registry import Workflow
 from durable.replay import CallSite, Recorded
+
+if TYPE_CHECKING:
+    from durable.engine import Engine
+
+#: A parent waiting on a detached child (which does not wake it when it ends) looks again
+#: after a tenth of the time it has waited so far, within these bounds (seconds).
+DETACHED_POLL = (0.05, 60.0)
+
+
+def child_id(parent_id: str, run: int, call: int) -> str:
+    """The deterministic id of the child started by call ``call`` of run ``run``.
+
+    ``parent/call-N`` in a workflow's first run; ``parent/run-R/call-N`` after it
+    continued as new, so that a new run never finds the children of an older one.
+    """
+    return f"{parent_id}/call-{call}" if run == 1 else f"{parent_id}/run-{run}/call-{call}"
 
 
 class ChildHandle:
     """A child workflow started with :func:`start_child`; ``result()`` waits durably."""
 
     def __init__(self, ctx: WorkflowContext, site: CallSite, workflow_id: str,
-                 workflow: Workflow, recorded: list[Recorded] | None) -> None:
-        self._ctx, self._site, self._recorded = ctx, site, recorded or []
-        self.workflow_id, self.workflow = workflow_id, workflow
+                 workflow: Workflow, recorded: list[Recorded] | None, detached: bool) -> None:
+        self._ctx, self._site, self._recorded = ctx, site, list(recorded or [])
+        self.workflow_id, self.workflow, self.detached = workflow_id, workflow, detached
 
     def __repr__(self) -> str:
         return f"<ChildHandle {self.workflow_id!r}>"
@@ -38,6 +55,11 @@ class ChildHandle:
                                 event.payload)
         if ctx.replaying:
             raise ReplayEnd(site)
+        deadline = ctx.row.deadline
+        if deadline is not None and not ctx.cancelling and time.time() >= deadline:
+            # Its children share its deadline: the parent fails with its own timeout,
+            # not with the timeout of the child it waited for.
+            raise TimedOut()
         row = ctx.engine.store.workflow(self.workflow_id)
         if row is not None and row.finished:
             kind = "child.completed" if row.status == "SUCCESS" else "child.failed"
@@ -48,7 +70,13 @@ class ChildHandle:
             self._recorded.append(Recorded(-1, site.call, kind, site.name, site.digest,
                                            site.args, encoding, payload, 0.0))
             return _outcome(self.workflow_id, self.workflow, kind, encoding, payload)
-        raise ctx.suspend(status="WAITING", wake_at=None, waiting=f"child {self.workflow_id}",
+        wake_at = None
+        if self.detached:
+            # A detached child has no parent link, so its end wakes nobody: look again.
+            started = self._recorded[0].created if self._recorded else time.time()
+            low, high = DETACHED_POLL
+            wake_at = time.time() + min(high, max(low, (time.time() - started) / 10))
+        raise ctx.suspend(status="WAITING", wake_at=wake_at, waiting=f"child {self.workflow_id}",
                           recheck=("child", self.workflow_id))
 
 
@@ -67,34 +95,48 @@ def start_child(wf: Workflow, *args: Any, detached: bool = False, **kwargs: Any)
     """Start a child workflow (id ``parent-id/call-N``) and return a handle to wait on.
 
     A child inherits its parent's deadline and is cancelled when the parent fails or is
-    cancelled; ``detached=True`` starts an independent workflow instead.
+    cancelled; ``detached=True`` starts an independent workflow instead (no parent link,
+    no inherited deadline, not cancelled with the parent).
+
+    Example:
+        >>> handles = [durable.start_child(resize, image) for image in images]
+        >>> sizes = [h.result() for h in handles]
     """
-    ctx = require("start_child")
+    return _start(require("start_child"), wf, args, kwargs, detached)
+
+
+def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any],
+           detached: bool) -> ChildHandle:
     site, recorded = ctx.begin("child", wf.name, args, kwargs)
-    child_id = f"{ctx.workflow_id}/call-{site.call}"
+    new_id = child_id(ctx.workflow_id, ctx.row.run, site.call)
     if recorded is None:
-        engine = ctx.engine
-        row = engine._new_row(
-            wf, child_id, args, kwargs,
-            parent_id=None if detached else ctx.workflow_id,
-            deadline=None if detached else ctx.row.deadline,
-        )
+        engine: Engine = ctx.engine
+        deadline = None
+        if not detached:
+            own = None if wf.timeout is None else time.time() + wf.timeout
+            limits = [d for d in (ctx.row.deadline, own) if d is not None]
+            deadline = min(limits) if limits else None
+        row = engine._new_row(wf, new_id, args, kwargs,
+                              parent_id=None if detached else ctx.workflow_id, deadline=deadline)
         # Creating the child is idempotent by its deterministic id, so a crash between
         # these two transactions only means the next replay finds the child already there.
         engine.store.create_workflow(row, [engine._started_event(wf, row, args, kwargs)])
-        ctx.append(ctx.event(site, "child.started", ser.JSON,
-                             json.dumps({"workflow_id": child_id, "detached": detached})))
+        event = ctx.event(site, "child.started", ser.JSON,
+                          json.dumps({"workflow_id": new_id, "detached": detached}))
+        ctx.append(event)
         engine._executor.wake()
-    return ChildHandle(ctx, site, child_id, wf, recorded)
+        recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
+                             site.args, event.encoding, event.payload, time.time())]
+    return ChildHandle(ctx, site, new_id, wf, recorded, detached)
 
 
 def run_child(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
     """A workflow called inside a workflow: start it as a child and wait for it."""
-    return start_child(wf, *args, **kwargs).result()
+    return _start(ctx, wf, args, kwargs, detached=False).result()
 
 
-def cancel_children(engine: Any, parent_id: str) -> None:
+def cancel_children(engine: Engine, parent_id: str) -> None:
     """Cancel every unfinished, attached child of ``parent_id``."""
     from durable.control import cancel
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
 from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError
-from durable.replay import CallSite, History, Recorded, describe_change, matches
+from durable.replay import CallSite, History, Recorded, describe_change
 from durable.store import NewEvent
 
 if TYPE_CHECKING:
@@ -44,6 +44,15 @@ class Suspend(BaseException):
 
 class Cancelled(BaseException):
     """Unwinds a workflow that is being cancelled (compensations run next)."""
+
+
+class TimedOut(BaseException):
+    """Unwinds a workflow whose deadline passed (it fails with ``WorkflowTimeout``)."""
+
+
+#: Recorded (call 0) before the compensations of a failed or cancelled run:
+#: ``{"at": call, "reason": "cancel" | "timeout" | "failure"}``.
+COMPENSATING = "workflow.compensating"
 
 
 class ReplayEnd(BaseException):
@@ -70,10 +79,17 @@ class WorkflowContext:
     compensations: list[tuple[int, Step, tuple[Any, ...], dict[str, Any]]] = field(
         default_factory=list
     )
+    #: Where a cancelled or timed-out run stopped before its compensations: (call, reason).
+    unwound: tuple[int, str] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.position = max((e.position for e in self.history.events), default=-1) + 1
+        for event in self.history.of(0) or ():
+            if event.kind == COMPENSATING:
+                marker = json.loads(event.payload)
+                if marker["reason"] in ("cancel", "timeout"):
+                    self.unwound = (marker["at"], marker["reason"])
 
     @property
     def workflow_id(self) -> str:
@@ -88,21 +104,34 @@ class WorkflowContext:
         if self.diverged is not None:  # user code swallowed it: every later call fails too
             raise self.diverged
         with self._lock:
+            if self.unwound is not None and not self.cancelling and self.call >= self.unwound[0]:
+                raise self._unwind()
             self.call += 1
             number = self.call
         digest, text = ser.digest_text(args, kwargs)
         site = CallSite(number, family, name, digest, text)
         recorded = self.history.of(number)
+        if (self.unwound is not None and not self.cancelling and number == self.unwound[0]
+                and (recorded is None or not recorded[-1].terminal)):
+            raise self._unwind()
         if recorded is None:
             if self.replaying:
                 raise ReplayEnd(site)
             if not self.cancelling:
                 self.engine._before_new_call(self)
             return site, None
-        if not matches(site, recorded[0]):
-            self.diverged = self.divergence(site, recorded[0])
+        first = recorded[0]
+        if digest != first.digest or name != first.name or family != first.kind.partition(".")[0]:
+            self.diverged = self.divergence(site, first)
             raise self.diverged
         return site, recorded
+
+    def _unwind(self) -> BaseException:
+        """Stop the body where a cancelled or timed-out run stopped the first time: the
+        log holds its compensations after that call, not the rest of the body."""
+        assert self.unwound is not None
+        self.cancelling = True
+        return Cancelled() if self.unwound[1] == "cancel" else TimedOut()
 
     def divergence(self, site: CallSite, recorded: Recorded | None) -> NonDeterminismError:
         where = _user_frame()
@@ -160,6 +189,8 @@ class WorkflowContext:
         same transaction, so a signal or child end that came meanwhile is not missed.
         """
         deadline = self.row.deadline
+        if deadline is not None and not self.cancelling and time.time() >= deadline:
+            raise TimedOut()  # woken at its deadline: waiting again would loop forever
         if deadline is not None and (wake_at is None or wake_at > deadline):
             wake_at = deadline  # wake in time to fail with the workflow's timeout
         self.append(*events, update={
@@ -228,14 +259,10 @@ def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Outside a workflow, or inside another step: a plain call with its retry policy.
         return _run_plain(step, args, kwargs)
     site, recorded = ctx.begin("step", step.name, args, kwargs)
-    if _in_event_loop():
+    if asyncio._get_running_loop() is not None:  # the public getter raises: slow here
         # An async workflow awaits the step; its call number is taken now, at the call.
         return _await_step(ctx, step, site, recorded, args, kwargs)
     return run_step(ctx, step, site, recorded, args, kwargs)
-
-
-def _in_event_loop() -> bool:
-    return asyncio._get_running_loop() is not None  # the public one raises: slow on a hot path
 
 
 async def _await_step(ctx: WorkflowContext, step: Step, site: CallSite,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal, TypeVar, overload
 
+from durable.context import call_step, call_workflow
 from durable.errors import DuplicateName, InvalidArgument
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -146,8 +147,6 @@ class Step:
         _register(_steps, "step", self.name, self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from durable.context import call_step
-
         return call_step(self, args, kwargs)
 
     def __repr__(self) -> str:
@@ -169,8 +168,6 @@ class Workflow:
         _register(_workflows, "workflow", self.name, self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from durable.context import call_workflow
-
         return call_workflow(self, args, kwargs)
 
     def __repr__(self) -> str:

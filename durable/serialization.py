@@ -181,6 +181,7 @@ def _canonical(value: Any) -> Any:
 
 
 ARGS_TEXT_LIMIT = 200
+_SHORT_DIGEST = 16
 
 
 def digest_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
@@ -193,6 +194,9 @@ def digest_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str
             text = _compact([args, kwargs])
         except (TypeError, ValueError):
             text = _compact(_canonical([args, kwargs]))
+    # Short texts are their own digest: exact, and no hashing on every replayed call.
+    if len(text) <= _SHORT_DIGEST:
+        return text, text
     digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
     if len(text) > ARGS_TEXT_LIMIT:
         text = text[: ARGS_TEXT_LIMIT - 3] + "..."

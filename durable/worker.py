@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
 from durable.calls import ContinueAsNew
-from durable.context import Cancelled, ReplayEnd, Suspend, WorkflowContext, _current, run_in_step
+from durable.context import (
+    Cancelled,
+    ReplayEnd,
+    Suspend,
+    TimedOut,
+    WorkflowContext,
+    _current,
+    run_in_step,
+)
 from durable.errors import (
     NonDeterminismError,
     RecoveryLimitExceeded,
@@ -72,10 +80,6 @@ def owner_gone(owner: str) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-class TimedOut(BaseException):
-    """Unwinds a workflow whose deadline passed."""
 
 
 class Executor:
