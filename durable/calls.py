@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from durable import serialization as ser
-from durable.context import ReplayEnd, WorkflowContext, record_value, require
+from durable.context import ReplayEnd, WorkflowContext, _step_key, record_value, require
 from durable.errors import InvalidArgument
 from durable.registry import Step, seconds
 
@@ -41,7 +41,10 @@ def uuid4() -> _uuid.UUID:
 
 
 def workflow_id() -> str:
-    """The id of the running workflow."""
+    """The id of the running workflow; in its steps too (threads and child processes)."""
+    key = _step_key.get()
+    if key is not None:  # inside a step: its key is ``workflow_id:call``
+        return key.rpartition(":")[0]
     return require("workflow_id").workflow_id
 
 

@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -247,8 +248,9 @@ def list_command(status: str | None, name: str | None, limit: int, as_json: bool
         console.print(f"no workflows in {db}" + (" match" if status or name else ""))
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ID", "NAME", "STATUS", "RUN", "WAITING FOR / ERROR", "PARENT", "UPDATED"):
-        table.add_column(column, no_wrap=column != "WAITING FOR / ERROR")
+    for column in ("ID", "NAME", "STATUS", "RUN", "WAITING / ERROR", "PARENT", "UPDATED"):
+        table.add_column(column, no_wrap=column not in ("NAME", "WAITING / ERROR"),
+                         overflow="fold")
     for info in infos:
         detail = Text(info.error, style="red") if info.error else Text(info.waiting or "")
         table.add_row(info.workflow_id, info.name, _status(info.status.value), str(info.run),
@@ -289,7 +291,8 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
             waiting += f" ({child.status})" if child else ""
         elif waiting and row.wake_at and row.status in ("WAITING", "RETRYING"):
             waiting += f" (due {_when(row.wake_at)} local)"
-    started = next((e for e in events if e.kind == "workflow.started"), None)
+    # The current run's input: continue-as-new starts each run with its own event.
+    started = next((e for e in reversed(events) if e.kind == "workflow.started"), None)
     result = readable(row.output_encoding or "json", row.output) \
         if row.status == "SUCCESS" else None
     fields: dict[str, Any] = {
@@ -316,7 +319,10 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
     if waiting:
         table.add_row("waiting for", Text(waiting, style="yellow"))
     if row.owner:
-        table.add_row("owner", row.owner)
+        from durable.worker import owner_gone
+
+        gone = " (its process is gone: the next engine that opens the database recovers it)"
+        table.add_row("owner", row.owner + (gone if owner_gone(row.owner) else ""))
     if fields["error"]:
         table.add_row("error", Text(fields["error"], style="red"))
     if row.status == "SUCCESS":
@@ -327,12 +333,12 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
     _console().print(table)
 
 
-def _event_value(kind: str, encoding: str, value: Any) -> str:
-    """The payload of an event, put the way a person reads it."""
+def _event_value(kind: str, encoding: str, value: Any, cut: int = 0) -> str:
+    """The payload of an event, put the way a person reads it (``cut``: date chars to drop)."""
     if kind == "workflow.started":
         return ""  # the args column already shows the input
     if isinstance(value, dict) and kind.startswith("sleep."):
-        return f"due {_when(value.get('due'))}"
+        return f"due {_when(value.get('due'))[cut:]}"
     if kind == "signal.waiting" and isinstance(value, dict):
         deadline = value.get("deadline")
         return f"until {_when(deadline)}" if deadline else "no timeout"
@@ -352,19 +358,24 @@ def history(workflow_id: str, as_json: bool, db: str) -> None:
     if as_json:
         _print_json([event.model_dump(mode="json") for event in events])
         return
-    table = Table(title=f"history of {workflow_id}", title_justify="left", header_style="bold",
-                  box=None, pad_edge=False)
-    for column, justify in (("#", "right"), ("CALL", "right"), ("KIND", "left"),
-                            ("NAME", "left"), ("ARGS", "left"), ("VALUE", "left"),
-                            ("TIME", "left")):
-        table.add_column(column, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                         overflow="ellipsis", max_width=60 if column in ("ARGS", "VALUE") else None)
+    days = {_when(event.created)[:10] for event in events}
+    # One day: the date goes in the title, so the rows keep room for arguments and values.
+    title, cut = (f"history of {workflow_id} ({days.pop()}, local time)", 11) \
+        if len(days) == 1 else (f"history of {workflow_id} (local time)", 0)
+    table = Table(title=title, title_justify="left", header_style="bold", box=None,
+                  pad_edge=False)
+    for column in ("#", "CALL", "KIND", "NAME", "ARGS", "VALUE", "TIME"):
+        wraps = column in ("NAME", "ARGS", "VALUE")
+        table.add_column(column, justify="right" if column in ("#", "CALL") else "left",
+                         no_wrap=not wraps, overflow="fold",
+                         max_width=60 if column in ("ARGS", "VALUE") else None)
     for event in events:
         style = "red" if event.kind.endswith(("failed", "cancelled")) else _KIND_STYLE.get(
             event.kind.partition(".")[0], "")
         table.add_row(str(event.position), str(event.call), Text(event.kind, style=style),
-                      event.name, event.args, _event_value(event.kind, event.encoding,
-                                                           event.value), _when(event.created))
+                      event.name, event.args,
+                      _event_value(event.kind, event.encoding, event.value, cut),
+                      _when(event.created)[cut:])
     _console().print(table)
 
 
@@ -575,6 +586,28 @@ def worker(modules: tuple[str, ...], workers: int, shutdown_timeout: float, log_
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     click.echo("worker stopped; unfinished workflows resume on the next worker", err=True)
+    _exit_past_abandoned_steps()
+
+
+def _exit_past_abandoned_steps() -> None:
+    """Exit now if steps still run past the shutdown timeout.
+
+    At exit, Python joins the threads of every thread pool (the engine's ``durable-*``
+    threads), so it would wait for as long as those steps take. Their workflows were
+    released and their results can no longer be recorded: those steps run again on the
+    next worker (at least once, as after a crash).
+    """
+    deadline = time.monotonic() + 1.0  # idle pool threads take a moment to wind down
+    engine_threads = [t for t in threading.enumerate() if t.name.startswith("durable-")]
+    for thread in engine_threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [t for t in engine_threads if t.is_alive()]
+    if lingering:
+        click.echo(f"abandoned {len(lingering)} step(s) still running; they run again "
+                   "when their workflows resume", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 @cli.command()

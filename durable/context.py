@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, copy_context
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from durable.store import NewEvent
 
 if TYPE_CHECKING:
     from durable.engine import Engine
+    from durable.parallel import AsyncDriver
     from durable.registry import Step, Workflow
     from durable.store import WorkflowRow
 
@@ -81,6 +82,7 @@ class WorkflowContext:
     )
     #: Where a cancelled or timed-out run stopped before its compensations: (call, reason).
     unwound: tuple[int, str] | None = None
+    driver: AsyncDriver | None = None  # hands step results to an async workflow's coroutines
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -181,6 +183,17 @@ class WorkflowContext:
             self.cancelling = True
             raise Cancelled()
 
+    def append_outcome(self, site: CallSite, kind: str, encoding: str, payload: Any) -> None:
+        """Append the event that answers step call ``site`` (its result or final failure).
+
+        In an async workflow the driver appends it: the order of these events is the order
+        in which awaiting coroutines resume (see :class:`durable.parallel.AsyncDriver`).
+        """
+        if self.driver is not None:
+            self.driver.append_outcome(self, site, kind, encoding, payload)
+        else:
+            self.append(self.event(site, kind, encoding, payload))
+
     def suspend(self, *events: NewEvent, status: str, wake_at: float | None, waiting: str,
                 recheck: tuple[str, str] | None = None) -> Suspend:
         """Record what the workflow waits for, give it up, and return the unwinding error.
@@ -261,20 +274,10 @@ def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     site, recorded = ctx.begin("step", step.name, args, kwargs)
     if asyncio._get_running_loop() is not None:  # the public getter raises: slow here
         # An async workflow awaits the step; its call number is taken now, at the call.
-        return _await_step(ctx, step, site, recorded, args, kwargs)
+        from durable.parallel import await_step
+
+        return await_step(ctx, step, site, recorded, args, kwargs)
     return run_step(ctx, step, site, recorded, args, kwargs)
-
-
-async def _await_step(ctx: WorkflowContext, step: Step, site: CallSite,
-                      recorded: list[Recorded] | None, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> Any:
-    if recorded is not None and recorded[-1].terminal:
-        return run_step(ctx, step, site, recorded, args, kwargs)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
-        ctx.engine._step_pool(), copy_context().run, run_step, ctx, step, site, recorded,
-        args, kwargs,
-    )
 
 
 def _run_plain(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -321,7 +324,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             value = ctx.engine._run_step(step, args, kwargs, key, ctx, site)
         except Exception as error:
             if not step.retry.retries(error, attempt):
-                ctx.append(ctx.event(site, "step.failed", ser.ERROR, ser.encode_error(error)))
+                ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
                 raise
             delay = step.retry.delay(attempt)
             retry_at = time.time() + delay
@@ -338,9 +341,9 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
         try:
             encoding, payload = ctx.encode(site, f"result of step {step.name}", value, step.returns)
         except SerializationError as error:
-            ctx.append(ctx.event(site, "step.failed", ser.ERROR, ser.encode_error(error)))
+            ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
             raise
-        ctx.append(ctx.event(site, "step.completed", encoding, payload))
+        ctx.append_outcome(site, "step.completed", encoding, payload)
         return value
 
 

@@ -107,14 +107,23 @@ def run_child(db: str, phase: int) -> None:
 
 
 def run_demo(db: str = "durable-demo.db", console: Console | None = None) -> int:
-    """Run the demo on a fresh database file ``db``; the exit code (0 when it worked)."""
+    """Run the demo on a fresh database file ``db``.
+
+    Returns:
+        The exit code: 0 when it worked, 1 when a demo process failed, 2 when ``db``
+        exists and is not an earlier demo's database (it is left untouched).
+    """
     console = console or Console(highlight=False)
     try:
         _remove_old_demo(Path(db))
+    except DemoFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
         with tempfile.TemporaryDirectory(prefix="durable-demo-") as folder:
             _Demo(db, Path(folder) / "ledger.jsonl", console).run()
     except (DemoFailed, DurableError) as error:
-        console.print(f"[bold red]error:[/] {error}")
+        print(f"error: the demo failed: {error}", file=sys.stderr)
         return 1
     return 0
 
@@ -147,17 +156,17 @@ class _Demo:
         console, began = self.console, time.monotonic()
         console.rule("[bold]durable demo: a workflow that survives kill -9")
         console.print(
-            "An order workflow runs in a child process: reserve_stock → charge_card → pack_box "
-            "→ durable.sleep(1 s) → ship.\nThe process is killed with SIGKILL once the charge "
-            f"is recorded; a new process resumes the workflow from the log in [bold]{self.db}[/]."
+            "An order workflow runs in a child process:\n"
+            "  reserve_stock → charge_card → pack_box → durable.sleep(1 s) → ship\n"
+            "That process is killed with SIGKILL once the charge is recorded;\n"
+            f"a new process resumes the workflow from the log in [bold]{self.db}[/]."
         )
         # Created here, before the children start, so they never race to create it.
         client = durable.Engine(self.db, workers=0)
         try:
             first = self._spawn(1, "starts workflow " + WORKFLOW_ID)
             killed_at = self._kill_after_charge(client, first)
-            second = self._spawn(2, f"opens {self.db}: the workflow's owner is dead, so it "
-                                 "recovers it at once and replays its log")
+            second = self._spawn(2, f"opens {self.db}")
             self._finish(second)
             self._timeline(client, first.pid, second.pid, killed_at)
             result = client.result(WORKFLOW_ID, timeout=10)
@@ -174,6 +183,9 @@ class _Demo:
             stdout=subprocess.PIPE, text=True, env=self.env,
         )
         self.console.print(f"\n[bold cyan]▶ process {phase}[/] (pid {process.pid}) {what}")
+        if phase == 2:
+            self.console.print("  its engine finds the owner of the workflow dead, recovers it "
+                               "at once\n  and replays the log: recorded steps are not run again")
         return _Child(process, self.console)
 
     def _kill_after_charge(self, client: durable.Engine, first: _Child) -> float:
@@ -194,10 +206,8 @@ class _Demo:
         first.process.wait()
         first.join()
         row = client.store.workflow(WORKFLOW_ID)
-        self.console.print(
-            f"[bold red]✖ kill -9 {first.pid}[/] [red](SIGKILL) after charge_card was recorded, "
-            "while pack_box runs: no clean-up, no goodbye[/]"
-        )
+        self.console.print(f"[bold red]✖ kill -9 {first.pid}[/] [red](SIGKILL) while pack_box "
+                           "runs; charge_card is already in the log[/]")
         if row is not None:
             owner = f"owned by pid {first.pid}, which" if row.owner else "and nothing"
             self.console.print(f"  the database still says {row.status}, {owner} no longer "
@@ -259,16 +269,16 @@ class _Demo:
         charges = len(runs["charge_card"])
         self.console.print(
             f"[bold green]charge_card ran {'once' if charges == 1 else f'{charges} times'}"
-            f"[/]: process 1 charged the card and recorded it before it was killed; process 2 "
-            "read the charge from the log instead of charging again."
+            "[/]: it was recorded before the kill,\nso process 2 read the charge from the log "
+            "instead of charging the card again."
         )
         for step, pids in runs.items():
             if len(pids) > 1:
                 self.console.print(
-                    f"[yellow]{step} ran {len(pids)} times[/] (pids "
-                    f"{', '.join(map(str, pids))}): it was running when process {first_pid} died, "
-                    "and a step whose result is not recorded runs again (at least once); "
-                    "durable.step_key() gives it a stable key to deduplicate its effect."
+                    f"[yellow]{step} ran {len(pids)} times[/] (pids {', '.join(map(str, pids))}): "
+                    f"it was in flight when pid {first_pid} died.\nA step whose result is not "
+                    "recorded yet runs again (at least once); durable.step_key() lets it "
+                    "deduplicate."
                 )
 
 

@@ -8,7 +8,6 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
@@ -28,6 +27,7 @@ from durable.registry import Workflow, find_workflow
 from durable.status import Status
 from durable.store import NewEvent, WorkflowRow
 from durable.store.sqlite import SQLiteStore
+from durable.threads import DaemonPool
 from durable.worker import Executor, owner_id
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class Engine:
         self.stopping = threading.Event()
         self._changed = threading.Condition()
         self._executor = Executor(self)
-        self._steps: ThreadPoolExecutor | None = None
+        self._steps: DaemonPool | None = None
         self._steps_lock = threading.Lock()
         self._opened = False
         self._closed = False
@@ -127,7 +127,7 @@ class Engine:
         self.stopping.set()
         self._executor.stop(timeout)
         if self._steps is not None:
-            self._steps.shutdown(wait=False)
+            self._steps.shutdown()
         with _open_lock:
             if self in _open_engines:
                 _open_engines.remove(self)
@@ -367,12 +367,11 @@ class Engine:
 
     # -- used by the context ------------------------------------------------------
 
-    def _step_pool(self) -> ThreadPoolExecutor:
+    def _step_pool(self) -> DaemonPool:
         """Threads for submitted steps and for sync steps of async workflows."""
         with self._steps_lock:
             if self._steps is None:
-                self._steps = ThreadPoolExecutor(max(32, 4 * self.workers),
-                                                 thread_name_prefix="durable-step")
+                self._steps = DaemonPool(max(32, 4 * self.workers), "durable-step")
             return self._steps
 
     def _before_new_call(self, ctx: WorkflowContext) -> None:

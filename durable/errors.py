@@ -278,3 +278,99 @@ class RecordedError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RecordedError, (self.type_name, self.message, self.traceback_text))
+
+
+# -- DAG runner (durable.dag) ---------------------------------------------------------
+
+
+class TaskDefinitionError(InvalidArgument):
+    """A DAG task or workflow is defined with values it cannot accept."""
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        self.what, self.problems = what, problems
+        Exception.__init__(
+            self,
+            f"{what} is not valid: {'; '.join(problems)}. Fix the definition; nothing has run.",
+        )
+
+
+class TaskTimeout(StepTimeout):
+    """One attempt of a DAG task ran past the task's ``timeout``."""
+
+    def __init__(self, workflow_id: str, call: int, task: str, timeout: float) -> None:
+        self.workflow_id, self.call, self.name, self.timeout = workflow_id, call, task, timeout
+        DurableError.__init__(
+            self,
+            f"task {task!r} (call #{call} of DAG run {workflow_id!r}) ran past its timeout of "
+            f"{timeout:g} s; it is retried per its max_retries. Raise Task(timeout=...) or "
+            "make the task faster.",
+        )
+
+
+class CircuitOpen(DurableError):
+    """A task was not attempted: its circuit breaker is open after repeated failures."""
+
+    def __init__(self, breaker: str, failures: int, retry_after: float) -> None:
+        self.breaker, self.failures, self.retry_after = breaker, failures, retry_after
+        super().__init__(
+            f"circuit breaker {breaker!r} is open after {failures} consecutive failure(s); "
+            f"calls fail fast for another {retry_after:.1f} s. Fix the resource, or run again "
+            "after the cool-down (the same run_id resumes)."
+        )
+
+
+class TaskResultUnavailable(DurableError, LookupError):
+    """``get_task_result`` asked for a result that does not exist (yet)."""
+
+    def __init__(self, workflow: str, task: str, reason: str) -> None:
+        self.workflow, self.task, self.reason = workflow, task, reason
+        super().__init__(
+            f"DAG {workflow!r} has no result for task {task!r}: {reason}. A task may only read "
+            "the results of tasks it lists in its dependencies."
+        )
+
+
+class DagNotDefined(DurableError):
+    """A DAG run was recovered in a process that does not define that DAG."""
+
+    def __init__(self, workflow: str, run_id: str) -> None:
+        self.workflow, self.run_id = workflow, run_id
+        super().__init__(
+            f"DAG run {run_id!r} needs the DAG {workflow!r}, which no durable.dag.Workflow "
+            "defines in this process; import the module that builds it before opening the "
+            "engine, then run it again with the same run_id."
+        )
+
+
+class CommandFailed(DurableError):
+    """A shell task's command exited with a non-zero status (or ran past its timeout)."""
+
+    def __init__(self, command: list[str], returncode: int | None, stdout: str, stderr: str,
+                 timeout: float | None = None) -> None:
+        self.command, self.returncode = command, returncode
+        self.stdout, self.stderr, self.timeout = stdout, stderr, timeout
+        what = (f"ran past its timeout of {timeout:g} s and was killed" if returncode is None
+                else f"exited with status {returncode}")
+        output = "\n".join(part for part in (
+            f"stderr: {stderr.strip()[-2000:]}" if stderr.strip() else "",
+            f"stdout: {stdout.strip()[-2000:]}" if stdout.strip() else "",
+        ) if part)
+        super().__init__(
+            f"command {command!r} {what}" + (f"\n{output}" if output else "")
+            + "\nFix the command or its input; the task is retried per its max_retries."
+        )
+
+
+class HttpRequestFailed(DurableError):
+    """An HTTP task got an error status, or no response at all."""
+
+    def __init__(self, method: str, url: str, status: int | None, reason: str,
+                 body: str = "") -> None:
+        self.method, self.url, self.status, self.reason, self.body = (
+            method, url, status, reason, body)
+        got = f"status {status} {reason}" if status is not None else f"no response ({reason})"
+        super().__init__(
+            f"{method} {url} failed with {got}"
+            + (f": {body[:500]}" if body else "")
+            + ". Check the URL and the service; the task is retried per its max_retries."
+        )

@@ -15,7 +15,6 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +40,7 @@ from durable.errors import (
 from durable.registry import Workflow, find_workflow
 from durable.replay import History
 from durable.status import Status
+from durable.threads import DaemonPool
 from durable.store import Fenced, NewEvent, WorkflowRow
 
 if TYPE_CHECKING:
@@ -91,12 +91,12 @@ class Executor:
         self._busy = 0
         self._busy_lock = threading.Condition()
         self._threads: list[threading.Thread] = []
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonPool | None = None
 
     def start(self) -> None:
         self.recover_dead_owners()
         self.engine.store.retry_set_aside()  # new code may have been deployed: try again
-        self._pool = ThreadPoolExecutor(self.engine.workers, thread_name_prefix="durable-wf")
+        self._pool = DaemonPool(self.engine.workers, "durable-wf")
         for target, name in ((self._dispatch, "durable-dispatch"),
                              (self._heartbeat, "durable-heartbeat")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -135,7 +135,7 @@ class Executor:
             while self._busy and time.monotonic() < deadline:
                 self._busy_lock.wait(0.05)
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown()
         # Whatever still runs (a long step) is released: its late append will be fenced.
         if self._threads:
             self.engine.store.release(self.engine.owner)
@@ -292,7 +292,11 @@ def _execute_run(engine: Engine, row: WorkflowRow) -> WorkflowRow | None:
         value = _invoke(workflow, row)
         if ctx.diverged is None:
             ctx.check_all_replayed()
-    except (Suspend, Fenced):
+    except Suspend:
+        return None
+    except Fenced as fenced:
+        if fenced.reason.startswith("storage"):
+            log.error("%s; it will be recovered", fenced)
         return None
     except ContinueAsNew as new:
         return _continue_as_new(engine, ctx, workflow, new)
@@ -361,10 +365,21 @@ def replay(engine: Engine, row: WorkflowRow) -> Any:
         return None
     except NonDeterminismError:
         raise
+    except (Cancelled, TimedOut):  # where a cancelled or timed-out run stopped
+        from durable.control import replay_compensations
+
+        if replay_compensations(ctx):
+            ctx.check_all_replayed()
+        if not row.finished:
+            return None
+        return engine._outcome(row)  # raises WorkflowCancelled, or WorkflowFailed
     except Exception as error:
         if ctx.diverged is not None:
             raise ctx.diverged from None
-        ctx.check_all_replayed()
+        from durable.control import replay_compensations
+
+        if replay_compensations(ctx):
+            ctx.check_all_replayed()
         if row.status == Status.SUCCESS:
             raise NonDeterminismError(
                 row.workflow_id, ctx.call, "a successful end", f"raise {error!r}", "replay",

@@ -21,9 +21,9 @@ class Fenced(BaseException):
     A ``BaseException`` so that user code cannot swallow it.
     """
 
-    def __init__(self, workflow_id: str) -> None:
-        self.workflow_id = workflow_id
-        super().__init__(f"workflow {workflow_id!r} is owned by another executor")
+    def __init__(self, workflow_id: str, reason: str = "it is owned by another executor") -> None:
+        self.workflow_id, self.reason = workflow_id, reason
+        super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
 
 
 @dataclass(slots=True)

@@ -54,6 +54,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._conn = _connect(path, synchronous)
         self._synchronous = synchronous
+        self._closed = False
         self._pending: list[_Append] = []
         self._pending_lock = threading.Lock()
         self._checkpointer: sqlite3.Connection | None = None
@@ -87,6 +88,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
@@ -265,6 +267,8 @@ class SQLiteStore:
         # then, in one transaction; the others find theirs done. Nobody's append is
         # acknowledged before the COMMIT that makes it durable has returned.
         with self._lock:
+            if self._closed:  # a step that outlived Engine.close(): its workflow was released
+                raise Fenced(workflow_id, "the engine was closed")
             if not request.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
@@ -297,6 +301,12 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            # The database failed (disk full, I/O error): nothing of this batch is durable.
+            # Fenced stops each executor without recording anything; the workflows are
+            # recovered later, and the failure is never recorded as the workflow's own.
+            for request in batch:
+                request.error = request.error or Fenced(request.workflow_id, f"storage: {error}")
         except BaseException as error:
             for request in batch:
                 request.error = request.error or error
@@ -462,9 +472,16 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise DatabaseError(path, str(error)) from error
     try:
-        # Read before anything writes: a file that is not SQLite fails here untouched.
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # Read before anything writes: a file that is not SQLite fails here untouched. One
+        # read transaction, so that another process creating the schema meanwhile is seen
+        # whole or not at all (else: tables without a version, "another program's file").
+        conn.execute("BEGIN")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            conn.execute("COMMIT")
     except sqlite3.DatabaseError as error:
         conn.close()
         raise DatabaseError(path, f"not a SQLite database ({error})") from error
@@ -475,7 +492,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
         conn.close()
         raise DatabaseError(path, "it is a SQLite database of another program")
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
         # Checkpoints run in the background (SQLiteStore.checkpoint); this is the backstop
         # that keeps the WAL bounded (about 40 MB) if nobody calls it.
@@ -485,6 +502,23 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
         conn.close()
         raise DatabaseError(path, str(error)) from error
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting for other processes that open it at the same time.
+
+    Changing the journal mode needs an exclusive lock and fails at once with "database is
+    locked" instead of waiting for the busy timeout: with many processes opening a new
+    file together, all but one would fail. A file already in WAL is left alone.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
