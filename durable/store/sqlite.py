@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from durable.errors import DatabaseError
+from durable.errors import DatabaseError, EngineClosed
 from durable.replay import Recorded
 from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
 from durable.store.schema import MIGRATIONS
@@ -55,7 +55,7 @@ class SQLiteStore:
         self._conn = _connect(path, synchronous)
         self._synchronous = synchronous
         self._closed = False
-        self._pending: list[_Append] = []
+        self._pending: list[_Append | _Create] = []
         self._pending_lock = threading.Lock()
         self._checkpointer: sqlite3.Connection | None = None
 
@@ -109,20 +109,9 @@ class SQLiteStore:
     # -- workflows --------------------------------------------------------------
 
     def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        with self._writing() as conn:
-            found = conn.execute(
-                f"{_SELECT_WORKFLOW} WHERE workflow_id = ?", (row.workflow_id,)
-            ).fetchone()
-            if found is not None:
-                return WorkflowRow(*found)
-            values = tuple(getattr(row, c) for c in WORKFLOW_COLUMNS)
-            conn.execute(
-                f"INSERT INTO workflows ({', '.join(WORKFLOW_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(WORKFLOW_COLUMNS))})",
-                values,
-            )
-            _insert(conn, row.workflow_id, row.run, events, row.created)
-            return None
+        request = _Create(row, events)
+        self._submit(request)  # group-committed with appends: many starts share an fsync
+        return request.existing
 
     def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[WorkflowRow]:
         claimed: list[WorkflowRow] = []
@@ -261,6 +250,10 @@ class SQLiteStore:
     ) -> str | None:
         request = _Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
                           wake)
+        self._submit(request)
+        return request.control
+
+    def _submit(self, request: _Append | _Create) -> None:
         with self._pending_lock:
             self._pending.append(request)
         # Group commit: whoever gets the connection first commits every append queued by
@@ -268,35 +261,41 @@ class SQLiteStore:
         # acknowledged before the COMMIT that makes it durable has returned.
         with self._lock:
             if self._closed:  # a step that outlived Engine.close(): its workflow was released
-                raise Fenced(workflow_id, "the engine was closed")
+                if isinstance(request, _Create):
+                    raise EngineClosed(self.path)
+                raise Fenced(request.workflow_id, "the engine was closed")
             if not request.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
                 self._commit(batch)
         if request.error is not None:
             raise request.error
-        return request.control
 
-    def _commit(self, batch: list[_Append]) -> None:
+    def _commit(self, batch: list[_Append | _Create]) -> None:
         conn = self._conn
         try:
             # One event, nothing else: a single fenced INSERT ... SELECT, its own
             # transaction. It inserts nothing if we lost the workflow or a pause or
             # cancel waits; then the full path below finds out which.
-            if len(batch) == 1 and batch[0].simple and _fast_insert(conn, batch[0]):
+            first = batch[0]
+            if len(batch) == 1 and isinstance(first, _Append) and first.simple and _fast_insert(
+                conn, first
+            ):
                 return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for request in batch:
-                    if request.simple and _fast_insert(conn, request):
+                    if isinstance(request, _Append) and request.simple and _fast_insert(
+                        conn, request
+                    ):
                         continue
-                    conn.execute("SAVEPOINT one_append")
+                    conn.execute("SAVEPOINT one_write")
                     try:
-                        request.control = _apply(conn, request)
+                        request.apply(conn)
                     except BaseException as error:
-                        conn.execute("ROLLBACK TO one_append")
+                        conn.execute("ROLLBACK TO one_write")
                         request.error = error
-                    conn.execute("RELEASE one_append")
+                    conn.execute("RELEASE one_write")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -306,7 +305,9 @@ class SQLiteStore:
             # Fenced stops each executor without recording anything; the workflows are
             # recovered later, and the failure is never recorded as the workflow's own.
             for request in batch:
-                request.error = request.error or Fenced(request.workflow_id, f"storage: {error}")
+                request.error = request.error or (
+                    DatabaseError(self.path, str(error)) if isinstance(request, _Create)
+                    else Fenced(request.workflow_id, f"storage: {error}"))
         except BaseException as error:
             for request in batch:
                 request.error = request.error or error
@@ -372,6 +373,35 @@ class _Append:
         self.done = False
         self.control: str | None = None
         self.error: BaseException | None = None
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        self.control = _apply(conn, self)
+
+
+class _Create:
+    """A new workflow (row and first events) waiting for a group commit."""
+
+    __slots__ = ("done", "error", "events", "existing", "row", "workflow_id")
+
+    def __init__(self, row: WorkflowRow, events: list[NewEvent]) -> None:
+        self.row, self.events, self.workflow_id = row, events, row.workflow_id
+        self.done = False
+        self.existing: WorkflowRow | None = None
+        self.error: BaseException | None = None
+
+    def apply(self, conn: sqlite3.Connection) -> None:
+        found = conn.execute(
+            f"{_SELECT_WORKFLOW} WHERE workflow_id = ?", (self.workflow_id,)
+        ).fetchone()
+        if found is not None:
+            self.existing = WorkflowRow(*found)
+            return
+        conn.execute(
+            f"INSERT INTO workflows ({', '.join(WORKFLOW_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(WORKFLOW_COLUMNS))})",
+            tuple(getattr(self.row, c) for c in WORKFLOW_COLUMNS),
+        )
+        _insert(conn, self.workflow_id, self.row.run, self.events, self.row.created)
 
 
 _FAST_INSERT = (
