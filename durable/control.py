@@ -186,13 +186,19 @@ def fork(engine: Engine, row: WorkflowRow, at: int, new_id: str | None) -> Workf
     events = engine.store.events(row.workflow_id, row.run)
     started = next(e for e in events if e.kind == "workflow.started")
     kept = [e for e in events if 0 < e.call <= at and family(e.kind) != "workflow"]
+    # A child that had not ended belongs to the original: the fork starts its own anew
+    # (with its own id), instead of waiting for a child that does not exist under it.
+    ended = {e.call for e in kept if e.kind in ("child.completed", "child.failed")}
+    kept = [e for e in kept if family(e.kind) != "child" or e.call in ended]
     new_id = new_id or f"{row.workflow_id}-fork-{uuid.uuid4().hex[:8]}"
     now = time.time()
+    workflow = find_workflow(row.name)
+    deadline = now + workflow.timeout if workflow and workflow.timeout is not None else None
     new_row = WorkflowRow(
         workflow_id=new_id, name=row.name, status="PENDING", run=1,
         input_encoding=row.input_encoding, input=row.input, output_encoding=None, output=None,
         error=None, owner=None, lease_until=None, wake_at=now, wait_signal=None, waiting=None,
-        control=None, recoveries=0, progress=0, parent_id=None, deadline=None, created=now,
+        control=None, recoveries=0, progress=0, parent_id=None, deadline=deadline, created=now,
         updated=now,
     )
     copied = [

@@ -40,8 +40,8 @@ from durable.errors import (
 from durable.registry import Workflow, find_workflow
 from durable.replay import History
 from durable.status import Status
-from durable.threads import DaemonPool
 from durable.store import Fenced, NewEvent, WorkflowRow
+from durable.threads import DaemonPool
 
 if TYPE_CHECKING:
     from durable.engine import Engine

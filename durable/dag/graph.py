@@ -28,16 +28,19 @@ def problems_and_order(
     dependents: dict[str, list[str]] = {name: [] for name in tasks}
     waiting: dict[str, int] = {}
     for name, task in tasks.items():
-        problems.extend(task.problems())
+        own = task.problems()
+        if own:
+            problems.extend(own)
         count = 0
         for dep in task.dependencies:
-            if dep in dependents:
-                dependents[dep].append(name)
-                count += 1
-            else:
+            children = dependents.get(dep)
+            if children is None:
                 problems.append(f"task {name!r} depends on {dep!r}, which is not defined")
+            else:
+                children.append(name)
+                count += 1
         waiting[name] = count
-        if capacity:
+        if capacity and task.resources:
             for resource, amount in task.resources.items():
                 limit = capacity.get(resource)
                 if limit is not None and amount > limit:

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import durable
+from durable.context import current as current_context
 from durable.dag.graph import problems_and_order
-from durable.dag.model import Task, TaskState
+from durable.dag.model import NO_ITEM, Task, TaskState
 from durable.dag.patterns import choose_fallback
 from durable.errors import (
     DagNotDefined,
@@ -53,6 +54,8 @@ OUTCOME_EVENT = "dag.outcome"
 #: A recovered run waits this long for its DAG to be defined (e.g. still being built).
 DEFINITION_GRACE = 5.0
 SKIP_KEY = "__durable_dag_skipped__"
+#: How often a scheduler waiting for tasks looks whether its engine is shutting down.
+STOP_CHECK_INTERVAL = 0.1
 
 #: A unit of work is one recorded step call: (task, item index or -1, kind).
 Unit = tuple[str, int, str]
@@ -194,6 +197,7 @@ class _Execution:
         self.roots: dict[str, str | None] = {}  # the failed task a skip goes back to
         self.dependents: dict[str, list[str]] = {name: [] for name in self.tasks}
         self.unfinished: dict[str, int] = {}
+        self.resolved: set[str] = set()
         self.ready: list[tuple[int, str, int, int, Unit]] = []
         self.running: dict[Unit, DurableFuture] = {}
         self.in_use: dict[str, float] = {}
@@ -215,7 +219,7 @@ class _Execution:
                 self._finish(name, TaskState.SUCCESS, value=value, live=False,
                              note="kept from an earlier attempt")
         for name in self.tasks:
-            if self.unfinished[name] == 0 and name not in self.states:
+            if self.unfinished[name] == 0:
                 self._resolve(name)
         while True:
             self._launch()
@@ -251,7 +255,10 @@ class _Execution:
         return outcome
 
     def _resolve(self, name: str) -> None:
-        """All of ``name``'s dependencies have ended: queue it, or skip it."""
+        """All of ``name``'s dependencies have ended: queue it, or skip it (once)."""
+        if name in self.resolved or name in self.states:
+            return
+        self.resolved.add(name)
         task = self.tasks[name]
         blocker = self._blocker(task)
         if blocker is not None:
@@ -283,13 +290,13 @@ class _Execution:
     def _expand(self, name: str) -> None:
         task = self.tasks[name]
         assert task.map_over is not None
-        source = self.results.get(task.map_over)
+        source: Any = self.results.get(task.map_over)
         try:
             items = list(source)
         except TypeError:
             error = TypeError(f"map task {name!r} needs a list from {task.map_over!r}, "
                               f"which returned {type(source).__name__}")
-            self._finish(name, TaskState.FAILURE, error=error, live=True)
+            self._finish(name, TaskState.FAILURE, error=error, live=task.map_over in self.live)
             return
         progress = self.maps[name] = _Map(items, unsettled=len(items))
         task.run_info.items = len(items)
@@ -413,15 +420,25 @@ class _Execution:
     # -- waiting (the recorded ``durable.dag.wait`` step) --------------------------
 
     def wait_any(self) -> list[list[Any]]:
-        """Block until a running unit is done; the units done now, in a stable order."""
+        """Block until a running unit is done; the units done now, in a stable order.
+
+        Returns early (maybe with none) when the engine shuts down, so that the run's
+        next call suspends it at once instead of holding the engine's close.
+        """
         futures = list(self.running.values())
-        inner = [getattr(f, "_future", None) for f in futures]
-        if inner and all(isinstance(f, Future) for f in inner):
-            wait([f for f in inner if isinstance(f, Future)], return_when=FIRST_COMPLETED)
-        else:  # no inner futures to wait on (a different engine version): poll
-            while not any(f.done() for f in futures):
+        # DurableFuture has no wait-for-first of its own: wait on the futures inside it.
+        inner = [f for f in (getattr(d, "_future", None) for d in futures)
+                 if isinstance(f, Future)]
+        while not any(f.done() for f in futures) and not self._engine_stopping():
+            if len(inner) == len(futures):
+                wait(inner, timeout=STOP_CHECK_INTERVAL, return_when=FIRST_COMPLETED)
+            else:  # futures of another kind: poll them
                 time.sleep(0.001)
         return [list(unit) for unit in sorted(self.running) if self.running[unit].done()]
+
+    def _engine_stopping(self) -> bool:
+        ctx = current_context()
+        return ctx is not None and ctx.engine.stopping.is_set()
 
     # -- one unit (a step thread) -------------------------------------------------
 
@@ -429,7 +446,7 @@ class _Execution:
         return {dep: self.results.get(dep) for dep in task.dependencies}
 
     def run_unit(self, unit: Unit) -> Any:
-        name, index, kind = unit
+        name, _index, kind = unit
         task = self.tasks[name]
         self.live.add(name)
         if kind == CHECK:
@@ -439,20 +456,20 @@ class _Execution:
             return self._run_fallback(task, unit)
         return self._run_attempt(task, unit)
 
-    def _item(self, task: Task, index: int) -> tuple[Any, ...]:
-        return () if index < 0 else (self.maps[task.name].items[index],)
+    def _item(self, task: Task, index: int) -> Any:
+        return NO_ITEM if index < 0 else self.maps[task.name].items[index]
 
     def _run_attempt(self, task: Task, unit: Unit) -> Any:
         attempt = self.dag._count_attempt(self.workflow_id, unit)
-        self.dag._task_started(task, attempt)
         breaker = self.dag.breaker_for(task)
         try:
             if unit[1] < 0 and task.run_if is not None and not task.map_over \
                     and not task.run_if(self.upstream(task)):
                 return skipped("run_if returned false")
+            self.dag._task_started(task, attempt)
             if breaker is not None:
                 breaker.before_call()
-            args, kwargs = task.arguments(self.results, *self._item(task, unit[1]))
+            args, kwargs = task.arguments(self.results, self._item(task, unit[1]))
             try:
                 value = self._call(task, task.func, args, kwargs, task.timeout)
             except Exception:
@@ -480,7 +497,7 @@ class _Execution:
         if rule.kind == "skip":
             return skipped(rule.reason or f"fallback after {type(error).__name__}: {error}")
         assert rule.func is not None
-        args, kwargs = task.arguments(self.results, *self._item(task, unit[1]),
+        args, kwargs = task.arguments(self.results, self._item(task, unit[1]),
                                       func=rule.func, error=error)
         return self._call(task, rule.func, args, kwargs, None)
 

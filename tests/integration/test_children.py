@@ -165,3 +165,16 @@ def test_a_child_may_be_awaited_long_after_it_ended(engine: durable.Engine) -> N
     wait_until(lambda: engine.handle("late/call-1").status() is Status.SUCCESS)
     handle.signal("first", "parent")
     assert handle.result(timeout=5) == ["parent", "kid"]
+
+
+def test_a_fork_taken_while_a_child_runs_starts_its_own_child(engine: durable.Engine) -> None:
+    handle = engine.start(waiting.parent, workflow_id="orig")
+    signal_when_waiting(engine, "orig/call-1", 1)
+    wait_until(lambda: any(e.kind == "child.completed" for e in handle.history()))
+    wait_until(lambda: handle.status() is Status.WAITING)
+    forked = engine.fork("orig", at=2, new_id="copy")  # child 1 ended, child 2 had not
+    signal_when_waiting(engine, "copy/call-2", 7)
+    assert forked.result(timeout=5) == ["copy/call-1", "copy/call-2", 11, 27]
+    assert engine.store.workflow("copy/call-1") is None  # its recorded result was kept
+    engine.send_signal("orig/call-2", "go", 2)
+    assert handle.result(timeout=5) == ["orig/call-1", "orig/call-2", 11, 22]

@@ -191,6 +191,33 @@ def test_a_cancelled_workflow_whose_compensation_retries_later_is_not_stuck(
     assert handle.history()[-1].kind == "workflow.cancelled"
 
 
+def test_cancel_and_pause_during_compensation_change_nothing(engine: durable.Engine) -> None:
+    @durable.step(name="test_control.slow_undo")
+    def slow_undo(name: str) -> None:
+        calls.append(f"undo {name}")
+        if name in gates:
+            entered[name].set()
+            gates[name].wait(10)
+
+    @durable.workflow(name="test_control.slow_saga")
+    def slow_saga() -> object:
+        durable.compensate(slow_undo, "a")
+        durable.compensate(slow_undo, "b")
+        return durable.wait_for_signal("confirm")
+
+    gate("b")
+    handle = engine.start(slow_saga, workflow_id="sc")
+    wait_until(lambda: handle.status() is Status.WAITING)
+    handle.cancel()
+    assert entered["b"].wait(5)
+    handle.cancel()  # already compensating: nothing changes
+    handle.pause()
+    gates["b"].set()
+    with pytest.raises(WorkflowCancelled):
+        handle.result(timeout=5)
+    assert calls == ["undo b", "undo a"]
+
+
 def test_cancel_of_a_paused_workflow_cancels_it(engine: durable.Engine) -> None:
     handle = engine.start(saga, workflow_id="pc")
     wait_until(lambda: handle.status() is Status.WAITING)

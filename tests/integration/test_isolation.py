@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +80,93 @@ def test_a_crashing_child_process_is_a_step_failure(engine: durable.Engine) -> N
     assert isinstance(failed.value.__cause__, StepCrashed)
     assert failed.value.__cause__.exitcode == 3
     assert engine.run(where)[1] == 42  # the engine carries on
+
+
+# -- more of the contract: retries after a kill, real crashes, cores in parallel ----------
+
+
+@durable.step(name="iso.runaway_once", isolation="process", timeout=0.5,
+              retry=durable.RetryPolicy(max_attempts=2, initial_delay=0.0))
+def runaway_once(pid_dir: str) -> int:
+    """Runs away on its first attempt (after leaving its pid), returns on the second."""
+    attempts = os.listdir(pid_dir)
+    with open(os.path.join(pid_dir, str(os.getpid())), "w"):
+        pass
+    while not attempts:
+        time.sleep(0.01)
+    return len(attempts) + 1
+
+
+@durable.workflow(name="iso.retried")
+def retried(pid_dir: str) -> int:
+    return int(runaway_once(pid_dir))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_timed_out_isolated_step_is_killed_and_retried_per_its_policy(
+    engine: durable.Engine, tmp_path: Path
+) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    assert engine.run(retried, str(pids), workflow_id="retried") == 2
+    runaway_pid = min((p.stat().st_mtime_ns, int(p.name)) for p in pids.iterdir())[1]
+    assert not pid_alive(runaway_pid)
+    retry = [e for e in engine.history("retried") if e.kind == "step.retry"]
+    assert len(retry) == 1 and "StepTimeout" in retry[0].value["error"]
+
+
+@durable.step(name="iso.segfault", isolation="process")
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+
+
+@durable.workflow(name="iso.segfaulting")
+def segfaulting() -> str:
+    try:
+        segfault()
+    except StepCrashed as crashed:
+        return f"crashed with {crashed.exitcode}"
+    return "survived"
+
+
+def test_a_segfaulting_child_is_a_step_failure_the_workflow_can_handle(
+    engine: durable.Engine,
+) -> None:
+    assert engine.run(segfaulting) == f"crashed with {-signal.SIGSEGV}"
+
+
+@durable.step(name="iso.rendezvous", isolation="process")
+def rendezvous(directory: str, me: str, other: str) -> int:
+    """Leave a mark and wait for the other's: both run at once or this one times out."""
+    with open(os.path.join(directory, me), "w"):
+        pass
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(directory, other)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{other} never ran at the same time as {me}")
+        time.sleep(0.005)
+    return os.getpid()
+
+
+@durable.workflow(name="iso.side_by_side")
+def side_by_side(directory: str) -> list[int]:
+    return durable.gather(durable.submit(rendezvous, directory, "a", "b"),
+                          durable.submit(rendezvous, directory, "b", "a"))
+
+
+def test_submitted_isolated_steps_run_at_the_same_time_in_separate_processes(
+    engine: durable.Engine, tmp_path: Path
+) -> None:
+    (tmp_path / "marks").mkdir()
+    first, second = engine.run(side_by_side, str(tmp_path / "marks"))
+    assert len({first, second, os.getpid()}) == 3

@@ -110,12 +110,15 @@ def test_a_signal_buffered_before_its_wait_survives_a_kill_of_the_waiting_worker
     assert_each_delivered_once_in_order(db, "ab", ["first", "second"])
 
 
-def _send_with_kills(db: str, tmp_path: Path, count: int, kills: int, seed: int) -> None:
-    """Send ``count`` signals to a worker process that is killed -9 ``kills`` times."""
+def _send_with_kills(db: str, tmp_path: Path, count: int, kills: int, seed: int,
+                     workers: int = 1) -> None:
+    """Send ``count`` signals to a workflow served by ``workers`` worker processes, one of
+    which is killed -9 (and replaced) ``kills`` times."""
     effects = tmp_path / "effects"
     rng = random.Random(seed)
     kill_at = set(rng.sample(range(1, count), kills))
-    worker = spawn(db, effects, "waiting.collect", "c", json.dumps([count]))
+    alive = [spawn(db, effects, "waiting.collect", "c", json.dumps([count]))]
+    alive += [spawn(db, effects) for _ in range(workers - 1)]
     with client(db) as engine:
         wait_until(lambda: engine.store.workflow("c") is not None, what="the workflow")
         for i in range(count):
@@ -123,10 +126,11 @@ def _send_with_kills(db: str, tmp_path: Path, count: int, kills: int, seed: int)
                 # Kill a worker that is busy: it has consumed all but the last few sent.
                 enough = i - rng.randint(0, 3)
                 wait_until(lambda n=enough: consumed(db, "c") >= n, what=f"{enough} consumed")
-                kill9(worker)
-                worker = spawn(db, effects)
+                kill9(alive.pop(rng.randrange(len(alive))))
+                alive.append(spawn(db, effects))
             engine.send_signal("c", "item", i)
-    finish(worker, timeout=120)
+    for worker in alive:
+        finish(worker, timeout=120)
     assert_each_delivered_once_in_order(db, "c", list(range(count)))
 
 
@@ -134,6 +138,12 @@ def test_a_hundred_signals_with_kills_are_each_delivered_once_in_order(
     db: str, tmp_path: Path
 ) -> None:
     _send_with_kills(db, tmp_path, count=100, kills=5, seed=7)
+
+
+def test_signals_served_by_two_workers_with_kills_are_each_delivered_once_in_order(
+    db: str, tmp_path: Path
+) -> None:
+    _send_with_kills(db, tmp_path, count=100, kills=5, seed=3, workers=2)
 
 
 @pytest.mark.slow
@@ -150,14 +160,17 @@ def test_signals_sent_before_and_during_the_wait_arrive_in_send_order(
     engine: durable.Engine, db: str
 ) -> None:
     handle = engine.start(collect, 60, workflow_id="order")
-    for i in range(30):
+    for i in range(30):  # most arrive before the workflow waits for them
         engine.send_signal("order", "item", i)
-    wait_until(lambda: len(received(engine, "order")) >= 30 or handle.status().finished)
-    senders = [threading.Thread(target=lambda: [handle.signal("item", i) for i in range(30, 60)])]
-    for thread in senders:
-        thread.start()
-    for thread in senders:
-        thread.join()
+    wait_until(lambda: len(received(engine, "order")) == 30, what="the first 30")
+
+    def send_the_rest() -> None:  # while it waits: from another thread, with a handle
+        for i in range(30, 60):
+            handle.signal("item", i)
+
+    sender = threading.Thread(target=send_the_rest)
+    sender.start()
+    sender.join()
     assert_each_delivered_once_in_order(db, "order", list(range(60)))
 
 

@@ -104,6 +104,18 @@ def test_a_workflow_waiting_for_a_signal_fails_when_its_deadline_passes(
     assert calls == ["undo booking"]  # its compensations ran
 
 
+def test_replay_of_a_timed_out_workflow_reproduces_the_timeout(
+    engine: durable.Engine,
+) -> None:
+    handle = engine.start(waits_forever, workflow_id="rw")
+    assert_timed_out(handle)
+    calls.clear()
+    with pytest.raises(WorkflowFailed, match="timeout") as failed:
+        engine.replay("rw")
+    assert isinstance(failed.value.__cause__, WorkflowTimeout)
+    assert calls == []
+
+
 def test_a_workflow_sleeping_past_its_deadline_fails_at_the_deadline(
     engine: durable.Engine,
 ) -> None:

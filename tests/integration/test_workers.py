@@ -68,7 +68,8 @@ def effect_lines(path: Path) -> list[tuple[str, int]]:
     """``(step_key, pid)`` of every step effect, in the order they happened."""
     if not path.exists():
         return []
-    return [(key, int(pid)) for key, pid in (line.split() for line in path.read_text().splitlines())]
+    pairs = (line.split() for line in path.read_text().splitlines())
+    return [(key, int(pid)) for key, pid in pairs]
 
 
 def effect_counts(path: Path) -> collections.Counter[str]:
@@ -160,3 +161,50 @@ def test_sixteen_processes_appending_at_once_meet_no_lock_error(
     assert [out.strip() for out, _ in outcomes] == ["[285, 285, 285, 285, 285]"] * 16
     counts = effect_counts(tmp_path / "effects")
     assert counts == {f"p{n}-{k}:{c}": 1 for n in range(16) for k in range(5) for c in range(1, 11)}
+
+
+def test_a_worker_stopped_by_sigterm_releases_its_workflow_for_the_next_worker(
+    db: str, workers: Workers, tmp_path: Path
+) -> None:
+    hold = tmp_path / "hold"
+    with durable.Engine(db, workers=0) as client:
+        handle = client.start(effects.chain, 3, workflow_id="handed-over")
+        stopping = workers.spawn(HOLD_FILE=str(hold))
+        wait_until(lambda: effect_counts(workers.effects_file), what="the first step to start")
+        stopping.send_signal(signal.SIGTERM)
+        hold.touch()  # the running step finishes; the workflow stops at its next call
+        assert stopping.wait(timeout=30) == 0, workers.logs()
+        row = client.store.workflow("handed-over")
+        assert row is not None and row.owner is None and not row.finished  # released
+        workers.spawn()
+        assert handle.result(timeout=30) == 0 + 1 + 4
+    assert effect_counts(workers.effects_file) == {f"handed-over:{c}": 1 for c in (1, 2, 3)}
+
+
+def test_a_frozen_worker_loses_its_workflows_after_the_lease_and_is_fenced_when_it_wakes(
+    db: str, workers: Workers
+) -> None:
+    with durable.Engine(db, workers=0) as client:
+        frozen = workers.spawn(STEP_SECONDS="0.2")
+        ids = [f"wf-{i}" for i in range(4)]
+        for workflow_id in ids:
+            client.start(effects.chain, 3, workflow_id=workflow_id)
+        wait_until(lambda: len(effect_lines(workers.effects_file)) >= 4, what="four steps")
+        frozen.send_signal(signal.SIGSTOP)  # alive, but renews no lease and appends nothing
+        try:
+            workers.spawn()
+            assert [client.handle(i).result(timeout=30) for i in ids] == [5] * 4
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+        # Woken up, the frozen worker finishes the steps it was running: their appends
+        # must all be refused, since the workflows are no longer its own.
+        histories_before = {i: client.history(i) for i in ids}
+        assert workers.stop(frozen) == 0, workers.logs()
+        assert {i: client.history(i) for i in ids} == histories_before
+    for workflow_id in ids:
+        answered = [e.call for e in histories_before[workflow_id]
+                    if e.kind in ("step.completed", "step.failed")]
+        assert sorted(answered) == [1, 2, 3]  # one answer per call: one executor recorded it
+    counts = effect_counts(workers.effects_file)
+    assert set(counts) == {f"{i}:{c}" for i in ids for c in (1, 2, 3)}
+    assert max(counts.values()) <= 2

@@ -1,6 +1,8 @@
-"""Workflows for multi-process tests. Every step appends ``workflow_id:call pid`` (its
-``step_key()`` and the process it ran in) to the file named by $EFFECTS, so a test can count how often each step's
-effect happened across processes, kills and recoveries. $STEP_SECONDS slows every step;
+"""Workflows for multi-process tests.
+
+Every step appends ``workflow_id:call pid`` (its ``step_key()`` and the process it ran
+in) to the file named by $EFFECTS, so a test can count how often each step's effect
+happened across processes, kills and recoveries. $STEP_SECONDS slows every step;
 $HOLD_FILE, when set, holds every step until that file exists."""
 
 from __future__ import annotations
