@@ -16,7 +16,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
+from concurrent.futures import Future
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,28 @@ class TimedOut(BaseException):
 COMPENSATING = "workflow.compensating"
 
 
+class RetryLater(BaseException):
+    """A step running beside its workflow (submitted, or awaited in an async workflow)
+    whose next attempt is too far off to wait for: its ``step.retry`` is recorded; the
+    workflow suspends when it waits for the step's result (see :meth:`suspend_for`)."""
+
+    def __init__(self, retry_at: float, waiting: str) -> None:
+        super().__init__(waiting)
+        self.retry_at, self.waiting = retry_at, waiting
+
+    def suspend_for(self, ctx: WorkflowContext) -> Suspend:
+        return ctx.suspend(status="RETRYING", wake_at=self.retry_at, waiting=self.waiting)
+
+
+#: Set in threads that run a workflow's steps beside it (its step pool).
+_beside = threading.local()
+
+
+def beside() -> bool:
+    """Is this thread running a step beside its workflow's own thread?"""
+    return getattr(_beside, "active", False)
+
+
 class ReplayEnd(BaseException):
     """Raised in replay mode at the first call the log does not answer."""
 
@@ -83,7 +106,11 @@ class WorkflowContext:
     #: Where a cancelled or timed-out run stopped before its compensations: (call, reason).
     unwound: tuple[int, str] | None = None
     driver: AsyncDriver | None = None  # hands step results to an async workflow's coroutines
+    #: A pause was asked for while a step ran beside the workflow: taken at the next call.
+    pause_requested: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _inflight: int = 0  # steps running beside the workflow's thread
+    _settled: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
         self.position = max((e.position for e in self.history.events), default=-1) + 1
@@ -172,13 +199,35 @@ class WorkflowContext:
             position, site.call, kind, site.name, site.digest, site.args, encoding, payload
         )
 
+    def beside(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` in the step pool, beside the workflow's thread. The workflow
+        does not give itself up (:meth:`suspend`) while such a call still runs: its owner
+        would change under it and its result would be fenced off and run again."""
+        with self._settled:
+            self._inflight += 1
+        context = copy_context()
+
+        def run() -> Any:
+            _beside.active = True
+            try:
+                return context.run(fn, *args)
+            finally:
+                _beside.active = False
+                with self._settled:
+                    self._inflight -= 1
+                    self._settled.notify_all()
+
+        return self.engine._step_pool().submit(run)
+
     def append(self, *events: NewEvent, **options: Any) -> None:
         """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
         control = self.engine.store.append(self.workflow_id, self.engine.owner, list(events),
                                            **options)
-        if control == "pause":
-            self.engine._notify()
-            raise Suspend()
+        if control == "pause" and not options.get("update"):
+            if beside():
+                self.pause_requested = True  # the workflow's thread pauses at its next call
+                return
+            raise self.suspend(status="PAUSED", wake_at=None, waiting="resume")
         if control == "cancel" and not self.cancelling:
             self.cancelling = True
             raise Cancelled()
@@ -201,6 +250,9 @@ class WorkflowContext:
         ``recheck`` (``("signal", name)`` or ``("child", id)``) is looked at again in the
         same transaction, so a signal or child end that came meanwhile is not missed.
         """
+        if not beside():
+            with self._settled:  # steps running beside it record their outcomes first
+                self._settled.wait_for(lambda: self._inflight == 0)
         deadline = self.row.deadline
         if deadline is not None and not self.cancelling and time.time() >= deadline:
             raise TimedOut()  # woken at its deadline: waiting again would loop forever
@@ -316,8 +368,10 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             raise ReplayEnd(site)
         attempt = retry["attempt"] + 1
         if retry["retry_at"] > time.time():
-            raise ctx.suspend(status="RETRYING", wake_at=retry["retry_at"],
-                              waiting=f"retry of {step.name} (attempt {attempt})")
+            later = RetryLater(retry["retry_at"], f"retry of {step.name} (attempt {attempt})")
+            if beside():
+                raise later
+            raise later.suspend_for(ctx)
     key = f"{ctx.workflow_id}:{site.call}"
     while True:
         try:
@@ -332,8 +386,12 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
                     f"{error}"}
             event = ctx.event(site, "step.retry", ser.JSON, json.dumps(info))
             if delay > INLINE_RETRY_DELAY:
+                waiting = f"retry of {step.name} (attempt {attempt + 1})"
+                if beside():
+                    ctx.append(event)
+                    raise RetryLater(retry_at, waiting) from None
                 raise ctx.suspend(event, status="RETRYING", wake_at=retry_at,
-                                  waiting=f"retry of {step.name} (attempt {attempt + 1})") from None
+                                  waiting=waiting) from None
             ctx.append(event)
             time.sleep(delay)
             attempt += 1

@@ -16,12 +16,19 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextvars import copy_context
 from functools import partial
 from typing import Any
 
 from durable.children import ChildHandle, start_child
-from durable.context import Cancelled, ReplayEnd, Suspend, WorkflowContext, require, run_step
+from durable.context import (
+    Cancelled,
+    ReplayEnd,
+    RetryLater,
+    Suspend,
+    WorkflowContext,
+    require,
+    run_step,
+)
 from durable.errors import InvalidArgument
 from durable.registry import Step, Workflow
 from durable.replay import CallSite, Recorded
@@ -33,15 +40,19 @@ _CONTROL = (Suspend, Cancelled, Fenced, ReplayEnd)
 class DurableFuture:
     """The pending result of a submitted step or child workflow."""
 
-    def __init__(self, future: Future[Any] | None = None, child: ChildHandle | None = None):
-        self._future, self._child = future, child
+    def __init__(self, ctx: WorkflowContext, future: Future[Any] | None = None,
+                 child: ChildHandle | None = None):
+        self._ctx, self._future, self._child = ctx, future, child
 
     def result(self) -> Any:
         """Wait for the call and return its result (or raise its error)."""
         if self._child is not None:
             return self._child.result()
         assert self._future is not None
-        return self._future.result()
+        try:
+            return self._future.result()
+        except RetryLater as later:
+            raise later.suspend_for(self._ctx) from None
 
     def done(self) -> bool:
         return self._child is not None or (self._future is not None and self._future.done())
@@ -56,7 +67,7 @@ def submit(fn: Step | Workflow, *args: Any, **kwargs: Any) -> DurableFuture:
     """
     ctx = require("submit")
     if isinstance(fn, Workflow):
-        return DurableFuture(child=start_child(fn, *args, **kwargs))
+        return DurableFuture(ctx, child=start_child(fn, *args, **kwargs))
     if not isinstance(fn, Step):
         raise InvalidArgument(
             f"workflow {ctx.workflow_id!r}: durable.submit() takes a @durable.step or "
@@ -69,10 +80,8 @@ def submit(fn: Step | Workflow, *args: Any, **kwargs: Any) -> DurableFuture:
             future.set_result(run_step(ctx, fn, site, recorded, args, kwargs))
         except BaseException as error:
             future.set_exception(error)
-        return DurableFuture(future)
-    return DurableFuture(ctx.engine._step_pool().submit(
-        copy_context().run, run_step, ctx, fn, site, recorded, args, kwargs
-    ))
+        return DurableFuture(ctx, future)
+    return DurableFuture(ctx, ctx.beside(run_step, ctx, fn, site, recorded, args, kwargs))
 
 
 def gather(*futures: DurableFuture) -> list[Any]:
@@ -146,9 +155,7 @@ class AsyncDriver:
             self._schedule()
             return future
         self._live.add(site.call)
-        ctx.engine._step_pool().submit(
-            copy_context().run, self._run_live, ctx, step, site, recorded, args, kwargs, future
-        )
+        ctx.beside(self._run_live, ctx, step, site, recorded, args, kwargs, future)
         return future
 
     def append_outcome(self, ctx: WorkflowContext, site: CallSite, kind: str, encoding: str,
@@ -231,4 +238,7 @@ async def await_step(ctx: WorkflowContext, step: Step, site: CallSite,
     driver = ctx.driver
     if driver is None or driver.loop is not asyncio.get_running_loop():
         driver = ctx.driver = AsyncDriver(asyncio.get_running_loop())
-    return await driver.await_step(ctx, step, site, recorded, args, kwargs)
+    try:
+        return await driver.await_step(ctx, step, site, recorded, args, kwargs)
+    except RetryLater as later:
+        raise later.suspend_for(ctx) from None

@@ -208,6 +208,9 @@ class Executor:
         if ctx.row.control == "cancel":
             ctx.cancelling = True
             raise Cancelled()
+        if ctx.pause_requested:
+            ctx.pause_requested = False
+            raise ctx.suspend(status=Status.PAUSED.value, wake_at=None, waiting="resume")
         deadline = ctx.row.deadline
         if deadline is not None and time.time() >= deadline:
             raise TimedOut()

@@ -452,7 +452,7 @@ def _apply(conn: sqlite3.Connection, request: _Append) -> str | None:
     )
     if control == "cancel" and releases:
         update = None  # stay the owner: the caller unwinds into cancellation
-    if control == "pause" and (releases or not update):
+    if control == "pause" and releases:
         update = {"status": "PAUSED", "owner": None, "wake_at": None,
                   "control": None, "waiting": "resume", "wait_signal": None}
     if update:

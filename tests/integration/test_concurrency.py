@@ -252,3 +252,72 @@ def test_an_engine_runs_at_most_its_number_of_workers_at_once(db: str) -> None:
         release.set()
         assert [h.result(timeout=10) for h in handles] == ["done"] * 6
     assert most_running[0] == 2
+
+
+# -- a workflow gives itself up only once the steps beside it are recorded ----------------
+
+side: dict[str, Any] = {}
+
+
+@durable.step(name="conc.slow_sibling")
+def slow_sibling(label: str) -> str:
+    side["runs"].append(label)
+    side["started"].set()
+    side["release"].wait(10)
+    return label
+
+
+@durable.step(name="conc.flaky", retry=durable.RetryPolicy(max_attempts=2, initial_delay=1.5))
+def flaky_once() -> str:
+    side["tries"].append(1)
+    side["started"].wait(10)
+    if len(side["tries"]) == 1:
+        raise ConnectionError("once")
+    return "ok"
+
+
+@durable.workflow(name="conc.sibling_and_flaky")
+def sibling_and_flaky() -> list[str]:
+    return durable.gather(durable.submit(flaky_once), durable.submit(slow_sibling, "s"))
+
+
+@durable.workflow(name="conc.siblings_then_more")
+def siblings_then_more() -> list[str]:
+    first = durable.gather(*(durable.submit(slow_sibling, f"s{i}") for i in range(3)))
+    return [*first, slow_sibling("after")]
+
+
+def _reset_side(release: bool) -> None:
+    side.update(runs=[], tries=[], started=threading.Event(), release=threading.Event())
+    if release:
+        side["release"].set()
+
+
+def test_a_long_retry_beside_a_running_sibling_does_not_run_the_sibling_again(
+    engine: durable.Engine,
+) -> None:
+    _reset_side(release=False)
+    handle = engine.start(sibling_and_flaky, workflow_id="long-retry")
+    wait_until(lambda: side["tries"] == [1], what="the first attempt")
+    # The attempt failed with a 1.5 s backoff: the workflow waits for its sibling, then
+    # suspends RETRYING without holding a thread; the sibling's result is kept.
+    side["release"].set()
+    assert handle.result(timeout=10) == ["ok", "s"]
+    assert side["runs"] == ["s"]
+    kinds = [e.kind for e in handle.history() if e.name == "conc.flaky"]
+    assert kinds == ["step.retry", "step.completed"]
+
+
+def test_a_pause_while_parallel_steps_run_keeps_their_results_and_runs_nothing_more(
+    engine: durable.Engine,
+) -> None:
+    _reset_side(release=False)
+    handle = engine.start(siblings_then_more, workflow_id="pause-parallel")
+    wait_until(lambda: len(side["runs"]) == 3, what="three siblings running")
+    engine.pause("pause-parallel")
+    side["release"].set()
+    wait_until(lambda: handle.status() == durable.Status.PAUSED, what="the pause")
+    assert sorted(side["runs"]) == ["s0", "s1", "s2"]  # "after" did not start
+    engine.resume("pause-parallel")
+    assert handle.result(timeout=10) == ["s0", "s1", "s2", "after"]
+    assert sorted(side["runs"]) == ["after", "s0", "s1", "s2"]  # none ran twice

@@ -319,9 +319,6 @@ def test_a_paused_run_resumes_by_replay_without_running_finished_tasks_again(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="core: a submitted step whose retry delay is longer "
-                   "than INLINE_RETRY_DELAY suspends the whole workflow while sibling steps "
-                   "still run; their results are fenced off and they run again")
 def test_a_long_retry_delay_does_not_run_a_parallel_sibling_twice(
     engine: durable.Engine,
 ) -> None:
