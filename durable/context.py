@@ -307,7 +307,7 @@ def record_value(function: str, produce: Callable[[], Any], args: tuple[Any, ...
     ctx = require(function)
     site, recorded = ctx.begin("value", function, args, {})
     if recorded is not None:
-        return json.loads(recorded[-1].payload)
+        return ser.loads(recorded[-1].payload)
     value = produce()
     ctx.append(ctx.event(site, "value", ser.JSON, json.dumps(value)))
     return value

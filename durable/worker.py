@@ -175,7 +175,6 @@ class Executor:
             try:
                 engine.store.renew(engine.owner, time.time() + engine.lease)
                 self.recover_dead_owners()
-                engine.store.checkpoint()
             except Exception:
                 log.exception("renewing leases failed; retrying")
 

@@ -139,8 +139,5 @@ class Store(Protocol):
     def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
         """The latest published value of ``key``."""
 
-    def checkpoint(self) -> None:
-        """Background maintenance of the storage (SQLite: a passive WAL checkpoint)."""
-
     def close(self) -> None:
         """Close the connection."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import pickle
 
 import pytest
@@ -119,3 +120,20 @@ def test_durable_errors_pickle_whatever_their_signature() -> None:
     back = pickle.loads(pickle.dumps(error))
     assert str(back) == str(error)
     assert back.call == 3
+
+
+@given(json_values)
+def test_the_fast_json_reader_reads_what_encode_wrote(value: object) -> None:
+    _, payload = ser.encode(value)
+    assert ser.loads(payload) == value
+
+
+@pytest.mark.parametrize("text", [" 1", "1 ", "[1] x", "", "nul", '"open'])
+def test_the_fast_json_reader_leaves_unusual_text_to_json(text: str) -> None:
+    try:
+        expected: object = json.loads(text)
+    except json.JSONDecodeError:
+        with pytest.raises(json.JSONDecodeError):
+            ser.loads(text)
+    else:
+        assert ser.loads(text) == expected

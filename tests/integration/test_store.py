@@ -1,0 +1,128 @@
+"""The SQLite store under load: group commit and the preallocated WAL."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+import durable
+from durable.store import Fenced, NewEvent
+from durable.store import sqlite as store_sqlite
+
+THREADS = 16
+APPENDS = 40
+
+
+@durable.step(name="store.inc")
+def inc(x: int) -> int:
+    return x + 1
+
+
+@durable.workflow(name="store.wf")
+def hold(n: int) -> int:
+    return n
+
+
+def _started(engine: durable.Engine, count: int) -> list[str]:
+    ids = [f"w{i}" for i in range(count)]
+    for workflow_id in ids:
+        engine.start(hold, 0, workflow_id=workflow_id)
+        # Owned by this test, not by a worker: the appends below are ours to make.
+        engine.store.update(workflow_id, {"owner": "tester", "status": "RUNNING"}, "1 = 1")
+    return ids
+
+
+def test_appends_from_many_threads_share_commits_and_each_is_recorded_once(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[int] = []
+    original = store_sqlite.SQLiteStore._commit
+
+    def counting(self: store_sqlite.SQLiteStore, batch: list) -> None:  # type: ignore[type-arg]
+        commits.append(len(batch))
+        original(self, batch)
+
+    monkeypatch.setattr(store_sqlite.SQLiteStore, "_commit", counting)
+    with durable.Engine(db, workers=0) as engine:
+        ids = _started(engine, THREADS)
+        commits.clear()
+        barrier = threading.Barrier(THREADS)
+        errors: list[BaseException] = []
+
+        def appender(workflow_id: str) -> None:
+            barrier.wait()
+            try:
+                for n in range(APPENDS):
+                    engine.store.append(workflow_id, "tester",
+                                        [NewEvent(n + 1, n + 1, "value", "now", payload="1")])
+            except BaseException as error:  # reported below, not lost in the thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=appender, args=(i,)) for i in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors
+        for workflow_id in ids:
+            assert [e.position for e in engine.history(workflow_id)] == list(range(APPENDS + 1))
+    assert sum(commits) == THREADS * APPENDS
+    assert len(commits) < THREADS * APPENDS  # some commits carried several appends
+
+
+def test_a_fenced_append_in_a_shared_commit_fails_alone(db: str) -> None:
+    with durable.Engine(db, workers=0) as engine:
+        ids = _started(engine, 8)
+        barrier = threading.Barrier(len(ids))
+        outcomes: dict[str, str] = {}
+
+        def appender(workflow_id: str) -> None:
+            owner = "intruder" if workflow_id == "w3" else "tester"
+            barrier.wait()
+            try:
+                engine.store.append(workflow_id, owner, [NewEvent(1, 1, "value", "now")])
+                outcomes[workflow_id] = "ok"
+            except Fenced:
+                outcomes[workflow_id] = "fenced"
+
+        threads = [threading.Thread(target=appender, args=(i,)) for i in ids]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert outcomes == {i: "fenced" if i == "w3" else "ok" for i in ids}
+        assert len(engine.history("w3")) == 1
+        assert all(len(engine.history(i)) == 2 for i in ids if i != "w3")
+
+
+def test_appends_after_close_are_refused(db: str) -> None:
+    engine = durable.Engine(db, workers=0)
+    engine.open()
+    (workflow_id,) = _started(engine, 1)
+    engine.close()
+    with pytest.raises(Fenced):
+        engine.store.append(workflow_id, "tester", [NewEvent(1, 1, "value", "now")])
+
+
+def test_a_full_store_opens_with_a_preallocated_wal_and_an_unchanged_database(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "full.db")
+    with durable.Engine(path, synchronous="full") as engine:
+        assert os.path.getsize(path + "-wal") >= store_sqlite.WAL_PREALLOCATE
+        assert engine.run(hold, 7) == 7
+        tables = {r[0] for r in sqlite3.connect(path).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "durable_wal_scratch" not in tables
+    with durable.Engine(path, synchronous="full") as engine:  # and it opens again
+        assert [w.status for w in engine.list_workflows()] == ["SUCCESS"]
+
+
+def test_a_normal_store_does_not_grow_its_wal(tmp_path: Path) -> None:
+    path = str(tmp_path / "normal.db")
+    with durable.Engine(path, synchronous="normal", workers=0):
+        assert os.path.getsize(path + "-wal") < store_sqlite.WAL_PREALLOCATE
