@@ -35,6 +35,7 @@ _PLAIN_SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(_PLAIN_SCALARS)
 # json.dumps(separators=...) builds a new encoder on every call: build one once.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 # json.loads wraps the C scanner in three Python calls and two regex matches; replay
 # decodes one payload per call, so it calls the scanner directly (see loads).
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
@@ -92,6 +93,11 @@ def encode(value: Any, annotation: Any = None) -> tuple[str, str | bytes]:
     Raises:
         Unserializable: when neither JSON, pydantic nor cloudpickle can write it.
     """
+    kind = type(value)
+    if kind is int:
+        return JSON, int.__repr__(value)  # what JSON writes, without the encoder's overhead
+    if kind is str:
+        return JSON, _quote(value)
     if is_plain_json(value):
         return JSON, _compact(value)
     if _usable_annotation(annotation):
