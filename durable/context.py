@@ -132,15 +132,15 @@ class WorkflowContext:
         """Take the next call number; return the call and what the log holds for it."""
         if self.diverged is not None:  # user code swallowed it: every later call fails too
             raise self.diverged
+        unwound = self.unwound
         with self._lock:
-            if self.unwound is not None and not self.cancelling and self.call >= self.unwound[0]:
+            if unwound is not None and not self.cancelling and self.call >= unwound[0]:
                 raise self._unwind()
-            self.call += 1
-            number = self.call
+            self.call = number = self.call + 1
         digest, text = ser.digest_text(args, kwargs)
         site = CallSite(number, family, name, digest, text)
-        recorded = self.history.of(number)
-        if (self.unwound is not None and not self.cancelling and number == self.unwound[0]
+        recorded = self.history.by_call.get(number)
+        if (unwound is not None and not self.cancelling and number == unwound[0]
                 and (recorded is None or not recorded[-1].terminal)):
             raise self._unwind()
         if recorded is None:

@@ -93,13 +93,13 @@ class CallSite:
 class History:
     """A workflow run's recorded events, grouped by call number."""
 
-    __slots__ = ("_by_call", "events", "last_call")
+    __slots__ = ("by_call", "events", "last_call")
 
     def __init__(self, events: Iterable[Recorded]) -> None:
         self.events = list(events)
-        self._by_call: dict[int, list[Recorded]] = {}
+        self.by_call: dict[int, list[Recorded]] = {}
         for event in self.events:
-            self._by_call.setdefault(event.call, []).append(event)
+            self.by_call.setdefault(event.call, []).append(event)
         self.last_call = max((e.call for e in self.events), default=0)
 
     def __len__(self) -> int:
@@ -107,20 +107,20 @@ class History:
 
     def of(self, call: int) -> list[Recorded] | None:
         """The events recorded for ``call``, oldest first, or None."""
-        return self._by_call.get(call)
+        return self.by_call.get(call)
 
     def add(self, event: Recorded) -> None:
         """Keep an event appended while the workflow runs, so later lookups see it."""
         self.events.append(event)
-        self._by_call.setdefault(event.call, []).append(event)
+        self.by_call.setdefault(event.call, []).append(event)
         self.last_call = max(self.last_call, event.call)
 
     def first_calls_after(self, call: int) -> list[Recorded]:
         """The first event of every call numbered above ``call``, in call order."""
         return [
-            self._by_call[n][0]
-            for n in sorted(self._by_call)
-            if n > call and family(self._by_call[n][0].kind) != "workflow"
+            self.by_call[n][0]
+            for n in sorted(self.by_call)
+            if n > call and family(self.by_call[n][0].kind) != "workflow"
         ]
 
 
