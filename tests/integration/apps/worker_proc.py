@@ -34,7 +34,10 @@ def main() -> None:
         signal.signal(number, lambda *_: stop.set())
     with durable.Engine(args.db, workers=args.workers, lease=args.lease, poll_interval=0.01):
         print("ready", flush=True)
-        stop.wait()
+        # Timed: the kernel may deliver SIGTERM to another thread, and the handler runs
+        # only when the main thread runs bytecode; an untimed wait could sleep through it.
+        while not stop.wait(0.1):
+            pass
     print("stopped", flush=True)
 
 
