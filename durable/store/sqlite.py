@@ -306,8 +306,13 @@ class SQLiteStore:
                     if isinstance(request, _Create):
                         request.apply(conn)
                         continue
-                    if request.simple and _fast_insert(conn, request):
-                        continue
+                    if request.simple:
+                        try:
+                            if _fast_insert(conn, request):
+                                continue
+                        except Fenced as error:  # only this statement was undone
+                            request.error = error
+                            continue
                     conn.execute("SAVEPOINT one_write")
                     try:
                         request.apply(conn)

@@ -74,7 +74,10 @@ def test_appends_from_many_threads_share_commits_and_each_is_recorded_once(
     assert len(commits) < THREADS * APPENDS  # some commits carried several appends
 
 
-def test_a_fenced_append_in_a_shared_commit_fails_alone(db: str) -> None:
+@pytest.mark.parametrize("conflict", [False, True])
+def test_fenced_appends_in_a_shared_commit_fail_alone(db: str, conflict: bool) -> None:
+    # w3 is appended to by a stranger; w5 (with conflict) at a position the log holds.
+    fenced = ("w3", "w5") if conflict else ("w3",)
     with durable.Engine(db, workers=0) as engine:
         ids = _started(engine, 8)
         barrier = threading.Barrier(len(ids))
@@ -82,9 +85,11 @@ def test_a_fenced_append_in_a_shared_commit_fails_alone(db: str) -> None:
 
         def appender(workflow_id: str) -> None:
             owner = "intruder" if workflow_id == "w3" else "tester"
+            position = 0 if conflict and workflow_id == "w5" else 1
             barrier.wait()
             try:
-                engine.store.append(workflow_id, owner, [NewEvent(1, 1, "value", "now")])
+                engine.store.append(workflow_id, owner,
+                                    [NewEvent(position, 1, "value", "now", payload="2")])
                 outcomes[workflow_id] = "ok"
             except Fenced:
                 outcomes[workflow_id] = "fenced"
@@ -94,9 +99,11 @@ def test_a_fenced_append_in_a_shared_commit_fails_alone(db: str) -> None:
             thread.start()
         for thread in threads:
             thread.join(30)
-        assert outcomes == {i: "fenced" if i == "w3" else "ok" for i in ids}
-        assert len(engine.history("w3")) == 1
-        assert all(len(engine.history(i)) == 2 for i in ids if i != "w3")
+        assert outcomes == {i: "fenced" if i in fenced else "ok" for i in ids}
+        for workflow_id in ids:
+            kinds = [e.kind for e in engine.history(workflow_id)]
+            assert kinds == (["workflow.started"] if workflow_id in fenced
+                             else ["workflow.started", "value"])
 
 
 def test_appends_after_close_are_refused(db: str) -> None:
