@@ -223,7 +223,7 @@ class SQLiteStore:
                 "ORDER BY position"
             )
             rows = self._read(sql, (workflow_id, run))
-        return [Recorded(*r) for r in rows]
+        return list(map(Recorded._make, rows))
 
     def last_position(self, workflow_id: str) -> int:
         rows = self._read(
