@@ -260,7 +260,16 @@ class SQLiteStore:
             else:
                 self._leading = True
         if request.waiter is not None:
-            request.waiter.acquire()  # released when done, or when handed the lead
+            try:
+                request.waiter.acquire()  # released when done, or when handed the lead
+            except BaseException:  # interrupted (Ctrl-C in the main thread)
+                with self._pending_lock:
+                    if request.waiter is not None and request in self._pending:
+                        self._pending.remove(request)  # never written
+                        raise
+                if not request.done:
+                    self._lead()  # it was handed the lead: pass it on before leaving
+                raise
         if not request.done:
             self._lead()
         if request.error is not None:
@@ -269,25 +278,27 @@ class SQLiteStore:
     def _lead(self) -> None:
         with self._pending_lock:
             batch, self._pending = self._pending, []
-        with self._lock:
-            if self._closed:  # a step that outlived Engine.close(): its workflow was released
-                for request in batch:
-                    request.error = EngineClosed(self.path) if isinstance(
-                        request, _Create) else Fenced(request.workflow_id, "the engine was closed")
+        try:
+            with self._lock:
+                if not self._closed:
+                    self._commit(batch)
+        finally:
+            for request in batch:
+                if not request.done:  # closed, or the leader was interrupted first
+                    request.error = _not_written(request, self.path, self._closed)
                     request.done = True
-            else:
-                self._commit(batch)
-        with self._pending_lock:
-            successor = self._pending[0] if self._pending else None
-            if successor is None:
-                self._leading = False
-        if successor is not None:
-            waiter, successor.waiter = successor.waiter, None
-            assert waiter is not None
-            waiter.release()
-        for request in batch:
-            if request.waiter is not None:
-                request.waiter.release()
+            with self._pending_lock:
+                successor = self._pending[0] if self._pending else None
+                if successor is None:
+                    self._leading = False
+                else:
+                    waiter, successor.waiter = successor.waiter, None
+            if successor is not None:
+                assert waiter is not None
+                waiter.release()
+            for request in batch:
+                if request.waiter is not None:
+                    request.waiter.release()
 
     def _commit(self, batch: list[_Append | _Create]) -> None:
         conn = self._conn
@@ -378,6 +389,14 @@ class SQLiteStore:
             "ORDER BY id",
             (workflow_id,),
         )
+
+
+def _not_written(request: _Append | _Create, path: str, closed: bool) -> BaseException:
+    """The error of a request that no commit carried."""
+    if isinstance(request, _Create):
+        return EngineClosed(path) if closed else DatabaseError(path, "the commit was interrupted")
+    return Fenced(request.workflow_id,
+                  "the engine was closed" if closed else "the commit was interrupted")
 
 
 class _Append:

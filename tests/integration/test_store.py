@@ -133,3 +133,29 @@ def test_a_normal_store_does_not_grow_its_wal(tmp_path: Path) -> None:
     path = str(tmp_path / "normal.db")
     with durable.Engine(path, synchronous="normal", workers=0):
         assert os.path.getsize(path + "-wal") < store_sqlite.WAL_PREALLOCATE
+
+
+def test_a_leader_interrupted_in_its_commit_leaves_nobody_waiting(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = store_sqlite.SQLiteStore._commit
+    interrupted = threading.Event()
+
+    def interrupt_once(self: store_sqlite.SQLiteStore, batch: list) -> None:  # type: ignore[type-arg]
+        if not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt  # as Ctrl-C would, in the main thread
+        original(self, batch)
+
+    with durable.Engine(db, workers=0) as engine:
+        ids = _started(engine, 2)
+        monkeypatch.setattr(store_sqlite.SQLiteStore, "_commit", interrupt_once)
+        with pytest.raises(KeyboardInterrupt):
+            engine.store.append(ids[0], "tester", [NewEvent(1, 1, "value", "now")])
+        assert [e.kind for e in engine.history(ids[0])] == ["workflow.started"]
+        later = threading.Thread(target=engine.store.append,
+                                 args=(ids[1], "tester", [NewEvent(1, 1, "value", "now")]))
+        later.start()
+        later.join(10)
+        assert not later.is_alive(), "the next append waits for a leader that is gone"
+        assert [e.kind for e in engine.history(ids[1])] == ["workflow.started", "value"]
