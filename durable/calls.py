@@ -16,7 +16,7 @@ from typing import Any
 
 from durable import serialization as ser
 from durable.context import ReplayEnd, WorkflowContext, _step_key, record_value, require
-from durable.errors import InvalidArgument
+from durable.errors import InvalidArgument, Unwind
 from durable.registry import Step, seconds
 
 
@@ -162,7 +162,7 @@ def compensate(step: Step, *args: Any, **kwargs: Any) -> None:
     ctx.compensations.append((site.call, step, args, kwargs))
 
 
-class ContinueAsNew(BaseException):
+class ContinueAsNew(Unwind):
     """Unwinds a run that continues as a new run of the same workflow id."""
 
     def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

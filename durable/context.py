@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
-from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError
+from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError, Unwind
 from durable.replay import CallSite, History, Recorded, describe_change
 from durable.store import NewEvent
 
@@ -40,15 +40,15 @@ _step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
 INLINE_RETRY_DELAY = 1.0
 
 
-class Suspend(BaseException):
+class Suspend(Unwind):
     """Unwinds a workflow that waits; its row already says for what and until when."""
 
 
-class Cancelled(BaseException):
+class Cancelled(Unwind):
     """Unwinds a workflow that is being cancelled (compensations run next)."""
 
 
-class TimedOut(BaseException):
+class TimedOut(Unwind):
     """Unwinds a workflow whose deadline passed (it fails with ``WorkflowTimeout``)."""
 
 
@@ -57,7 +57,7 @@ class TimedOut(BaseException):
 COMPENSATING = "workflow.compensating"
 
 
-class RetryLater(BaseException):
+class RetryLater(Unwind):
     """A step running beside its workflow (submitted, or awaited in an async workflow)
     whose next attempt is too far off to wait for: its ``step.retry`` is recorded; the
     workflow suspends when it waits for the step's result (see :meth:`suspend_for`)."""
@@ -79,7 +79,7 @@ def beside() -> bool:
     return getattr(_beside, "active", False)
 
 
-class ReplayEnd(BaseException):
+class ReplayEnd(Unwind):
     """Raised in replay mode at the first call the log does not answer."""
 
     def __init__(self, site: CallSite) -> None:
@@ -376,7 +376,9 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
     while True:
         try:
             value = ctx.engine._run_step(step, args, kwargs, key, ctx, site)
-        except Exception as error:
+        except Unwind:
+            raise
+        except BaseException as error:  # sys.exit() in a step, too: a failure, not a hang
             if not step.retry.retries(error, attempt):
                 ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
                 raise

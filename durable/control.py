@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from durable import serialization as ser
 from durable.context import (
     COMPENSATING,
-    Cancelled,
     ReplayEnd,
     Suspend,
     WorkflowContext,
@@ -19,6 +18,7 @@ from durable.context import (
 )
 from durable.errors import (
     SerializationError,
+    Unwind,
     WorkflowConflict,
     WorkflowFinished,
     WorkflowTimeout,
@@ -114,9 +114,9 @@ def run_compensations(ctx: WorkflowContext) -> None:
     for _call, step, args, kwargs in reversed(ctx.compensations):
         try:
             _run_recorded_step(ctx, step, args, kwargs)
-        except (Suspend, Fenced, Cancelled, ReplayEnd):
+        except Unwind:
             raise
-        except Exception:
+        except BaseException:
             if not ctx.replaying:
                 log.exception("workflow %r: compensation %s failed after its retries; "
                               "continuing with the others", ctx.workflow_id, step.name)

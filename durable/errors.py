@@ -2,13 +2,22 @@
 
 Every error a user can meet derives from :class:`DurableError`, holds its data as
 attributes and says in its message what to do next. Control flow that must unwind
-user code (suspension, cancellation) lives in ``durable.context`` and derives from
-``BaseException`` so that ``except Exception:`` in a workflow cannot swallow it.
+user code (suspension, cancellation) derives from :class:`Unwind`, a
+``BaseException``, so that ``except Exception:`` in a workflow cannot swallow it.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+
+class Unwind(BaseException):
+    """durable's own control flow (a suspension, a cancellation, a lost lease...).
+
+    Any other ``BaseException`` that escapes a step or a workflow (``sys.exit()`` in
+    a worker thread, a stray ``KeyboardInterrupt`` or ``CancelledError``) is a failure
+    of that step or workflow, recorded like any exception.
+    """
 
 
 class DurableError(Exception):

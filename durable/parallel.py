@@ -21,20 +21,14 @@ from typing import Any
 
 from durable.children import ChildHandle, start_child
 from durable.context import (
-    Cancelled,
-    ReplayEnd,
     RetryLater,
-    Suspend,
     WorkflowContext,
     require,
     run_step,
 )
-from durable.errors import InvalidArgument
+from durable.errors import InvalidArgument, Unwind
 from durable.registry import Step, Workflow
 from durable.replay import CallSite, Recorded
-from durable.store import Fenced
-
-_CONTROL = (Suspend, Cancelled, Fenced, ReplayEnd)
 
 
 class DurableFuture:
@@ -97,9 +91,9 @@ def gather(*futures: DurableFuture) -> list[Any]:
     for index in order:
         try:
             outcomes[index] = (True, futures[index].result())
-        except _CONTROL:
+        except Unwind:
             raise
-        except Exception as error:
+        except BaseException as error:
             outcomes[index] = (False, error)
     for index in range(len(futures)):
         ok, value = outcomes[index]

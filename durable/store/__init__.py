@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
+from durable.errors import Unwind
 from durable.replay import Recorded
 
 TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED", "SKIPPED"})
 
 
-class Fenced(BaseException):
+class Fenced(Unwind):
     """This engine no longer owns the workflow: it must stop without writing.
 
     A ``BaseException`` so that user code cannot swallow it.

@@ -324,3 +324,37 @@ def test_duplicate_step_names_are_a_clear_error() -> None:
         def two() -> None: ...
 
     del _steps["test.dup"]
+
+
+@durable.step
+def exits() -> None:
+    calls.append("exits")
+    raise SystemExit(3)  # sys.exit() cannot end the process from a worker thread
+
+
+@durable.workflow
+def exiting_step() -> None:
+    exits()
+
+
+@durable.workflow
+def interrupted_body() -> None:
+    double(1)
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("wf, cause", [(exiting_step, SystemExit),
+                                       (interrupted_body, KeyboardInterrupt)])
+def test_a_base_exception_from_user_code_fails_the_workflow_instead_of_stranding_it(
+    engine: durable.Engine, wf: durable.registry.Workflow, cause: type[BaseException]
+) -> None:
+    handle = engine.start(wf, workflow_id="x")
+    with pytest.raises(WorkflowFailed, match=cause.__name__) as failed:
+        handle.result(timeout=5)
+    assert isinstance(failed.value.__cause__, cause)
+    assert handle.status() is durable.Status.FAILURE
+    # Replay reproduces the failure as an error, and runs nothing.
+    ran = list(calls)
+    with pytest.raises(WorkflowFailed, match=cause.__name__):
+        engine.replay("x")
+    assert calls == ran
