@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import durable
 from durable.errors import WorkflowFailed
 from tests.conftest import wait_until
+from tests.integration import _interrupt
 
 barriers: dict[str, threading.Barrier] = {}
 
@@ -119,30 +120,17 @@ def test_a_failing_step_in_an_async_gather_fails_the_workflow_and_replays_so(
 # -- coroutines whose steps complete in a chosen order ----------------------------------
 
 
-class Interrupted(BaseException):
-    """Stands in for the process dying under a step: nothing is recorded for it."""
-
-
-#: As in test_concurrency: the order in which the ``first`` steps complete, where the
-#: first run is interrupted, the engine and workflow to watch, what ran.
+#: See tests/integration/_interrupt.py.
 plan: dict[str, Any] = {}
 
 
 def completed_firsts() -> list[int]:
-    return [e.call for e in plan["engine"].history(plan["workflow_id"])
-            if e.kind == "step.completed" and e.name == "async.first"]
+    return _interrupt.completed(plan, "async.first")
 
 
 @durable.step(name="async.first")
 def first(i: int) -> int:
-    rank = plan["order"].index(i)
-    cut = plan["cut"]
-    if cut is not None and rank >= cut:
-        wait_until(lambda: len(completed_firsts()) >= cut, what=f"{cut} steps to complete")
-        plan["interrupted"].append(i)
-        raise Interrupted()
-    wait_until(lambda: len(completed_firsts()) >= rank, what=f"step {i}'s turn ({rank})")
-    plan["ran"].append(i)
+    _interrupt.take_turn(plan, "async.first", i)
     return i
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import durable
 from durable.errors import NotInWorkflow, WorkflowFailed
 from tests.conftest import wait_until
+from tests.integration import _interrupt
 
 # -- steps that meet -------------------------------------------------------------------
 
@@ -63,33 +64,17 @@ def test_submit_outside_a_workflow_is_refused() -> None:
 # -- steps that complete in a chosen order ---------------------------------------------
 
 
-class Interrupted(BaseException):
-    """Stands in for the process dying under a step: nothing is recorded for it."""
-
-
-#: ``order``: the calls' arguments in the order their steps are to complete; ``cut``:
-#: steps ranked from there on are interrupted instead; ``engine``, ``workflow_id``: where
-#: to watch the log; ``ran``: the steps whose bodies ran, in order.
+#: See tests/integration/_interrupt.py.
 plan: dict[str, Any] = {}
 
 
 def completed() -> list[int]:
-    """Call numbers of the completed ``conc.in_turn`` steps, in log order."""
-    return [e.call for e in plan["engine"].history(plan["workflow_id"])
-            if e.kind == "step.completed" and e.name == "conc.in_turn"]
+    return _interrupt.completed(plan, "conc.in_turn")
 
 
 @durable.step(name="conc.in_turn")
 def in_turn(i: int) -> int:
-    rank = plan["order"].index(i)
-    cut = plan["cut"]
-    if cut is not None and rank >= cut:
-        wait_until(lambda: len(completed()) >= cut, what=f"{cut} steps to complete")
-        plan["interrupted"].append(i)
-        raise Interrupted()
-    # Complete only once every step ranked before this one has its result in the log.
-    wait_until(lambda: len(completed()) >= rank, what=f"step {i}'s turn ({rank})")
-    plan["ran"].append(i)
+    _interrupt.take_turn(plan, "conc.in_turn", i)
     return 10 * i + 1
 
 

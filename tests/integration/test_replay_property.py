@@ -13,11 +13,7 @@ from hypothesis import strategies as st
 
 import durable
 from tests.conftest import wait_until
-
-
-class Interrupted(BaseException):
-    """Stands in for the process dying: nothing catches it, nothing is recorded."""
-
+from tests.integration._interrupt import Interrupted
 
 effects: collections.Counter[str] = collections.Counter()
 crash_at: set[int] = set()
