@@ -196,8 +196,9 @@ class RecoveryLimitExceeded(DurableError):
         self.workflow_id, self.attempts = workflow_id, attempts
         super().__init__(
             f"workflow {workflow_id!r} was recovered {attempts} times without progress, each "
-            "time losing its process; it was stopped as FAILURE so it cannot crash workers "
-            "forever. Find the step that kills the process, fix it, then engine.fork(id, at=N)."
+            "time losing its process (or failing inside the engine: see the worker's log); "
+            "it was stopped as FAILURE so it cannot crash workers forever. Find the step "
+            "that kills the process, fix it, then engine.fork(id, at=N)."
         )
 
 

@@ -54,6 +54,8 @@ log = logging.getLogger("durable")
 HOST = socket.gethostname()
 #: A workflow whose code diverged is tried again this often (a fixed deploy may land).
 DIVERGED_RETRY_S = 60.0
+#: Seconds before a workflow whose execution failed inside the engine is run again.
+ENGINE_ERROR_RETRY = 1.0
 
 
 def owner_id() -> str:
@@ -187,12 +189,14 @@ class Executor:
         except Fenced:
             pass  # another executor owns it now; nothing of ours may be written
         except Exception:
-            log.exception("workflow %r: the engine failed while running it", row.workflow_id)
-            try:
-                self.engine.store.release(self.engine.owner, row.workflow_id)
+            log.exception("workflow %r: the engine failed while running it; retrying in "
+                          "%.0f s", row.workflow_id, ENGINE_ERROR_RETRY)
+            try:  # as after a crash: retried, and counted against max_recoveries
+                self.engine.store.crashed(self.engine.owner, row.workflow_id,
+                                          time.time() + ENGINE_ERROR_RETRY)
             except Exception:
-                log.exception("workflow %r: release failed; the lease will expire",
-                              row.workflow_id)
+                log.exception("workflow %r: could not mark it for a retry; it resumes once "
+                              "this engine stops", row.workflow_id)
         finally:
             with self._busy_lock:
                 self._busy -= 1

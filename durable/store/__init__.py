@@ -123,6 +123,10 @@ class Store(Protocol):
     def release(self, owner: str, workflow_id: str | None = None) -> None:
         """Give up ownership (of one workflow, or of all) so others may claim."""
 
+    def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
+        """End the lease of a workflow whose execution failed in the engine, as if its
+        process had died: claimable from ``retry_at``, and the claim counts a recovery."""
+
     def workflow(self, workflow_id: str) -> WorkflowRow | None:
         """One workflow's row."""
 

@@ -165,8 +165,17 @@ class SQLiteStore:
 
     def renew(self, owner: str, lease_until: float) -> None:
         with self._writing(sync=False) as conn:
+            conn.execute(  # not the leases ended by crashed()
+                "UPDATE workflows SET lease_until = ? WHERE owner = ? AND lease_until > 0",
+                (lease_until, owner),
+            )
+
+    def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
+        with self._writing() as conn:
             conn.execute(
-                "UPDATE workflows SET lease_until = ? WHERE owner = ?", (lease_until, owner)
+                "UPDATE workflows SET lease_until = 0, wake_at = ? "
+                "WHERE owner = ? AND workflow_id = ?",
+                (retry_at, owner, workflow_id),
             )
 
     def release(self, owner: str, workflow_id: str | None = None) -> None:

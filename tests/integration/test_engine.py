@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,7 @@ import durable
 from durable.errors import (
     DatabaseError,
     NonDeterminismError,
+    RecoveryLimitExceeded,
     SerializationError,
     StepTimeout,
     WorkflowConflict,
@@ -358,3 +360,42 @@ def test_a_base_exception_from_user_code_fails_the_workflow_instead_of_stranding
     with pytest.raises(WorkflowFailed, match=cause.__name__):
         engine.replay("x")
     assert calls == ran
+
+
+bodies: list[str] = []
+
+
+@durable.workflow(name="engine.flaky_finish")
+def flaky_finish() -> str:
+    bodies.append("ran")
+    return "done"
+
+
+@pytest.mark.parametrize("failures", [1, 100])
+def test_an_error_inside_the_engine_is_retried_like_a_crash_and_bounded(
+    db: str, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    import durable.control
+
+    original = durable.control.finish
+    left = [failures]
+
+    def broken(ctx: Any, status: durable.Status, value: Any) -> None:
+        if status is durable.Status.SUCCESS and left[0] > 0:
+            left[0] -= 1
+            raise RuntimeError("a bug in the engine")
+        original(ctx, status, value)
+
+    monkeypatch.setattr(durable.control, "finish", broken)
+    bodies.clear()
+    with durable.Engine(db, workers=2, synchronous="normal", poll_interval=0.01,
+                        max_recoveries=1) as engine:
+        handle = engine.start(flaky_finish, workflow_id="e")
+        if failures == 1:  # a passing fault: the next run finishes it
+            assert handle.result(timeout=10) == "done"
+            assert len(bodies) == 2
+        else:  # a lasting one: stopped after max_recoveries, not run in a hot loop
+            with pytest.raises(WorkflowFailed, match="recovered 2 times") as failed:
+                handle.result(timeout=10)
+            assert isinstance(failed.value.__cause__, RecoveryLimitExceeded)
+            assert len(bodies) == 2
