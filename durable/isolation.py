@@ -61,27 +61,32 @@ class _Child:
 
 
 class ProcessPool:
-    """Child processes for isolated steps: as many as are busy, up to ``idle`` kept warm."""
+    """Child processes for isolated steps, kept warm for reuse: at most ``size`` at once
+    (default: one per CPU, at least 2), since CPU-bound steps gain nothing from more and
+    each child costs a Python start-up. Further steps wait for a free child; a step's
+    timeout starts when a child takes it."""
 
-    def __init__(self, idle: int | None = None) -> None:
-        self.idle = idle or os.cpu_count() or 2
+    def __init__(self, size: int | None = None) -> None:
+        self.size = size or max(2, os.cpu_count() or 2)
         self._free: list[_Child] = []
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(self.size)
 
     def run(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
             workflow_id: str, call: int) -> Any:
         request = cloudpickle.dumps((step.fn, args, kwargs, key))
-        child = self._take()
-        try:
-            child.conn.send_bytes(request)
-            if not child.conn.poll(step.timeout):
+        with self._slots:
+            child = self._take()
+            try:
+                child.conn.send_bytes(request)
+                if not child.conn.poll(step.timeout):
+                    child.kill()
+                    raise StepTimeout(workflow_id, call, step.name, step.timeout or 0.0)
+                status, payload = cloudpickle.loads(child.conn.recv_bytes())
+            except (EOFError, OSError, BrokenPipeError) as error:
                 child.kill()
-                raise StepTimeout(workflow_id, call, step.name, step.timeout or 0.0)
-            status, payload = cloudpickle.loads(child.conn.recv_bytes())
-        except (EOFError, OSError, BrokenPipeError) as error:
-            child.kill()
-            raise StepCrashed(workflow_id, call, step.name, child.process.exitcode) from error
-        self._give_back(child)
+                raise StepCrashed(workflow_id, call, step.name, child.process.exitcode) from error
+            self._give_back(child)
         if status == "error":
             raise ser.decode_error(payload)
         return cloudpickle.loads(payload)
@@ -97,10 +102,7 @@ class ProcessPool:
 
     def _give_back(self, child: _Child) -> None:
         with self._lock:
-            if len(self._free) < self.idle:
-                self._free.append(child)
-                return
-        child.kill()
+            self._free.append(child)
 
     def close(self) -> None:
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -170,3 +171,27 @@ def test_submitted_isolated_steps_run_at_the_same_time_in_separate_processes(
     (tmp_path / "marks").mkdir()
     first, second = engine.run(side_by_side, str(tmp_path / "marks"))
     assert len({first, second, os.getpid()}) == 3
+
+
+@durable.step(name="iso.span", isolation="process")
+def span(seconds: float) -> tuple[int, float, float]:
+    start = time.time()
+    time.sleep(seconds)
+    return os.getpid(), start, time.time()
+
+
+def test_the_pool_runs_at_most_its_size_at_once_in_children_it_keeps() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from durable.isolation import ProcessPool
+
+    pool = ProcessPool(size=1)
+    try:
+        with ThreadPoolExecutor(3) as threads:
+            spans = list(threads.map(
+                lambda i: pool.run(span, (0.2,), {}, f"k:{i}", "wf", i), range(3)))
+    finally:
+        pool.close()
+    assert len({pid for pid, _, _ in spans}) == 1  # one child, reused
+    ordered = sorted(spans, key=lambda s: s[1])
+    assert all(a[2] <= b[1] for a, b in itertools.pairwise(ordered))  # never two at once
