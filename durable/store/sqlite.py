@@ -10,6 +10,7 @@ transaction never fails half-way for a lock it could have waited for.
 from __future__ import annotations
 
 import _thread
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +23,8 @@ from durable.errors import DatabaseError, EngineClosed
 from durable.replay import Recorded
 from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
 from durable.store.schema import MIGRATIONS
+
+log = logging.getLogger("durable")
 
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 BUSY_TIMEOUT_S = 60.0
@@ -621,16 +624,25 @@ def _preallocate_wal(conn: sqlite3.Connection, path: str) -> None:
     wal = path + "-wal"
     if os.path.exists(wal) and os.path.getsize(wal) >= WAL_PREALLOCATE:
         return
+    # Best effort, and quick: a busy database or a full disk only means slower commits.
     (cache,) = conn.execute("PRAGMA cache_size").fetchone()
+    conn.execute("PRAGMA busy_timeout = 100")
     conn.execute("PRAGMA cache_size = 1")  # every page spills to the WAL at once
-    conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("BEGIN IMMEDIATE")
         conn.execute("CREATE TABLE durable_wal_scratch (b BLOB)")
         conn.execute("INSERT INTO durable_wal_scratch VALUES (zeroblob(?))", (WAL_PREALLOCATE,))
+    except sqlite3.Error as error:
+        log.debug("%s: WAL not preallocated (%s); commits are slower until it grows", path, error)
     finally:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         conn.execute(f"PRAGMA cache_size = {cache}")
-    fd = os.open(wal, os.O_RDONLY)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    try:
+        fd = os.open(wal, os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)  # allocate the blocks now, not at the first commit's fdatasync
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,21 @@ def test_a_leader_interrupted_in_its_commit_leaves_nobody_waiting(
         later.join(10)
         assert not later.is_alive(), "the next append waits for a leader that is gone"
         assert [e.kind for e in engine.history(ids[1])] == ["workflow.started", "value"]
+
+
+def test_a_busy_database_opens_at_once_without_a_preallocated_wal(tmp_path: Path) -> None:
+    path = str(tmp_path / "busy.db")
+    with durable.Engine(path, synchronous="full", workers=0) as engine:
+        engine.start(hold, 1, workflow_id="before")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        started = time.monotonic()
+        engine = durable.Engine(path, synchronous="full", workers=0)
+        assert time.monotonic() - started < 5
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with engine:
+        engine.start(hold, 2, workflow_id="after")
+        assert {w.workflow_id for w in engine.list_workflows()} == {"before", "after"}
