@@ -84,7 +84,7 @@ class Engine:
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
-        self.store = SQLiteStore(self.path, synchronous)
+        self.store = SQLiteStore(self.path, synchronous, preallocate=workers > 0)
         self.owner = owner_id()
         self.workers = workers
         self.lease = float(lease)

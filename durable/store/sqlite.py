@@ -61,10 +61,14 @@ _INSERT_EVENT = (
 class SQLiteStore:
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
 
-    def __init__(self, path: str, synchronous: str = "full") -> None:
+    def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:
+        """``preallocate``: grow the WAL at once (see _preallocate_wal); worth it for a
+        long-lived executor at "full", not for a client opened for a few calls."""
         self.path = path
         self._lock = threading.RLock()
         self._conn = _connect(path, synchronous)
+        if preallocate and synchronous == "full":
+            _preallocate_wal(self._conn, path)
         self._synchronous = synchronous
         self._closed = False
         self._pending: list[_Append | _Create] = []
@@ -588,8 +592,6 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_FRAMES[synchronous]}")
         _migrate(conn, version)
-        if synchronous == "full":
-            _preallocate_wal(conn, path)
     except sqlite3.DatabaseError as error:
         conn.close()
         raise DatabaseError(path, str(error)) from error

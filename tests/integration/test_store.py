@@ -130,9 +130,12 @@ def test_a_full_store_opens_with_a_preallocated_wal_and_an_unchanged_database(
         assert [w.status for w in engine.list_workflows()] == ["SUCCESS"]
 
 
-def test_a_normal_store_does_not_grow_its_wal(tmp_path: Path) -> None:
-    path = str(tmp_path / "normal.db")
-    with durable.Engine(path, synchronous="normal", workers=0):
+@pytest.mark.parametrize("synchronous, workers", [("normal", 2), ("full", 0)])
+def test_a_normal_store_or_a_client_does_not_grow_its_wal(
+    tmp_path: Path, synchronous: str, workers: int
+) -> None:
+    path = str(tmp_path / "small.db")
+    with durable.Engine(path, synchronous=synchronous, workers=workers):
         assert os.path.getsize(path + "-wal") < store_sqlite.WAL_PREALLOCATE
 
 
@@ -170,7 +173,7 @@ def test_a_busy_database_opens_at_once_without_a_preallocated_wal(tmp_path: Path
     other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
     try:
         started = time.monotonic()
-        engine = durable.Engine(path, synchronous="full", workers=0)
+        engine = durable.Engine(path, synchronous="full", workers=1)
         assert time.monotonic() - started < 5
     finally:
         other.execute("ROLLBACK")
