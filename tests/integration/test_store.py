@@ -18,11 +18,6 @@ THREADS = 16
 APPENDS = 40
 
 
-@durable.step(name="store.inc")
-def inc(x: int) -> int:
-    return x + 1
-
-
 @durable.workflow(name="store.wf")
 def hold(n: int) -> int:
     return n
