@@ -368,10 +368,8 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             raise ReplayEnd(site)
         attempt = retry["attempt"] + 1
         if retry["retry_at"] > time.time():
-            later = RetryLater(retry["retry_at"], f"retry of {step.name} (attempt {attempt})")
-            if beside():
-                raise later
-            raise later.suspend_for(ctx)
+            raise _wait_for_retry(ctx, retry["retry_at"],
+                                  f"retry of {step.name} (attempt {attempt})")
     key = f"{ctx.workflow_id}:{site.call}"
     while True:
         try:
@@ -388,12 +386,8 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
                     f"{error}"}
             event = ctx.event(site, "step.retry", ser.JSON, json.dumps(info))
             if delay > INLINE_RETRY_DELAY:
-                waiting = f"retry of {step.name} (attempt {attempt + 1})"
-                if beside():
-                    ctx.append(event)
-                    raise RetryLater(retry_at, waiting) from None
-                raise ctx.suspend(event, status="RETRYING", wake_at=retry_at,
-                                  waiting=waiting) from None
+                raise _wait_for_retry(ctx, retry_at, f"retry of {step.name} (attempt "
+                                      f"{attempt + 1})", event) from None
             ctx.append(event)
             time.sleep(delay)
             attempt += 1
@@ -405,6 +399,18 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             raise
         ctx.append_outcome(site, "step.completed", encoding, payload)
         return value
+
+
+def _wait_for_retry(ctx: WorkflowContext, retry_at: float, waiting: str,
+                    *events: NewEvent) -> BaseException:
+    """What a step raises to wait for its next attempt at ``retry_at``, having recorded
+    ``events``: the workflow suspends, or, for a step running beside it, a RetryLater
+    that the workflow turns into its suspension when it waits for the step."""
+    if not beside():
+        return ctx.suspend(*events, status="RETRYING", wake_at=retry_at, waiting=waiting)
+    if events:
+        ctx.append(*events)
+    return RetryLater(retry_at, waiting)
 
 
 def step_key() -> str:

@@ -20,12 +20,7 @@ from functools import partial
 from typing import Any
 
 from durable.children import ChildHandle, start_child
-from durable.context import (
-    RetryLater,
-    WorkflowContext,
-    require,
-    run_step,
-)
+from durable.context import RetryLater, WorkflowContext, require, run_step
 from durable.errors import InvalidArgument, Unwind
 from durable.registry import Step, Workflow
 from durable.replay import CallSite, Recorded

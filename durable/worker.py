@@ -315,9 +315,9 @@ def _execute_run(engine: Engine, row: WorkflowRow) -> WorkflowRow | None:
         return None
     except NonDeterminismError as error:
         ctx.diverged = ctx.diverged or error
+    except Unwind:
+        raise
     except BaseException as error:  # sys.exit() in a workflow, too: a failure, not a hang
-        if isinstance(error, Unwind):
-            raise
         if ctx.diverged is None:
             finish(ctx, Status.FAILURE, error)
             return None
@@ -382,9 +382,9 @@ def replay(engine: Engine, row: WorkflowRow) -> Any:
         if not row.finished:
             return None
         return engine._outcome(row)  # raises WorkflowCancelled, or WorkflowFailed
+    except Unwind:
+        raise
     except BaseException as error:
-        if isinstance(error, Unwind):
-            raise
         if ctx.diverged is not None:
             raise ctx.diverged from None
         from durable.control import replay_compensations

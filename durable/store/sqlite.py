@@ -34,7 +34,8 @@ BUSY_TIMEOUT_S = 60.0
 #: that an appended WAL costs, about twice as fast here. At "normal" commits do not sync,
 #: and each checkpoint syncs twice: rarer is cheaper.
 AUTOCHECKPOINT_FRAMES = {"full": 256, "normal": 10_000}
-#: Bytes the WAL is grown to when a "full" store opens (see _preallocate_wal).
+#: Bytes the WAL is grown to when a "full" store that preallocates opens (see
+#: _preallocate_wal).
 WAL_PREALLOCATE = 1_536 * 1024
 
 _allocate_lock = _thread.allocate_lock
@@ -636,6 +637,7 @@ def _preallocate_wal(conn: sqlite3.Connection, path: str) -> None:
         conn.execute("INSERT INTO durable_wal_scratch VALUES (zeroblob(?))", (WAL_PREALLOCATE,))
     except sqlite3.Error as error:
         log.debug("%s: WAL not preallocated (%s); commits are slower until it grows", path, error)
+        return  # nothing was grown: nothing to sync
     finally:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
