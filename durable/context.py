@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
 from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError, Unwind
-from durable.replay import CallSite, History, Recorded, describe_change
+from durable.replay import FAMILY, CallSite, History, Recorded, describe_change, new_site
 from durable.store import NewEvent
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class WorkflowContext:
     _settled: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
-        self.position = max((e.position for e in self.history.events), default=-1) + 1
+        self.position = self.history.next_position
         for event in self.history.of(0) or ():
             if event.kind == COMPENSATING:
                 marker = json.loads(event.payload)
@@ -132,15 +132,15 @@ class WorkflowContext:
         """Take the next call number; return the call and what the log holds for it."""
         if self.diverged is not None:  # user code swallowed it: every later call fails too
             raise self.diverged
-        unwound = self.unwound
         with self._lock:
-            if unwound is not None and not self.cancelling and self.call >= unwound[0]:
+            number = self.call + 1
+            if self.unwound is not None and not self.cancelling and number > self.unwound[0]:
                 raise self._unwind()
-            self.call = number = self.call + 1
+            self.call = number
         digest, text = ser.digest_text(args, kwargs)
-        site = CallSite(number, family, name, digest, text)
+        site = new_site((number, family, name, digest, text))
         recorded = self.history.by_call.get(number)
-        if (unwound is not None and not self.cancelling and number == unwound[0]
+        if (self.unwound is not None and not self.cancelling and number == self.unwound[0]
                 and (recorded is None or not recorded[-1].terminal)):
             raise self._unwind()
         if recorded is None:
@@ -150,7 +150,7 @@ class WorkflowContext:
                 self.engine._before_new_call(self)
             return site, None
         first = recorded[0]
-        if digest != first.digest or name != first.name or family != first.kind.partition(".")[0]:
+        if digest != first.digest or name != first.name or family != FAMILY[first.kind]:
             self.diverged = self.divergence(site, first)
             raise self.diverged
         return site, recorded
@@ -360,6 +360,8 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
     if recorded is not None:
         last = recorded[-1]
         if last.kind == "step.completed":
+            if last.encoding == ser.JSON and last.payload is not None:  # most results
+                return ser.loads(last.payload)
             return ser.decode(last.encoding, last.payload, step.returns)
         if last.kind == "step.failed":
             raise ser.decode_error(last.payload)

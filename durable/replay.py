@@ -11,7 +11,8 @@ Nothing here touches a database or a clock, so it is unit-tested directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+import functools
 from typing import Any, NamedTuple
 
 # Event kinds are "family.outcome". Terminal kinds answer their call for good; the
@@ -45,6 +46,17 @@ WORKFLOW_KINDS = frozenset(
 )
 
 
+class _Families(dict[str, str]):
+    """``FAMILY[kind]``: :func:`family`, remembered (looked up on every replayed call)."""
+
+    def __missing__(self, kind: str) -> str:
+        self[kind] = family = kind.partition(".")[0]
+        return family
+
+
+FAMILY = _Families()
+
+
 def family(kind: str) -> str:
     """The family of an event kind: ``step.retry`` -> ``step``."""
     return kind.partition(".")[0]
@@ -71,17 +83,17 @@ class Recorded(NamedTuple):
         return f"{family(self.kind)} {call_text(self.name, self.args)}"
 
 
-class CallSite:
+class CallSite(NamedTuple):
     """A call the code makes now, to be matched against the log.
 
     ``args`` is the text the digest was made from, cut short: readable in the log.
     """
 
-    __slots__ = ("args", "call", "digest", "family", "name")
-
-    def __init__(self, call: int, family: str, name: str, digest: str, args: str) -> None:
-        self.call, self.family, self.name, self.digest, self.args = (
-            call, family, name, digest, args)
+    call: int
+    family: str
+    name: str
+    digest: str
+    args: str
 
     def describe(self) -> str:
         return f"{self.family} {call_text(self.name, self.args)}"
@@ -93,17 +105,23 @@ class CallSite:
 class History:
     """A workflow run's recorded events, grouped by call number."""
 
-    __slots__ = ("by_call", "events", "last_call")
+    __slots__ = ("by_call", "count", "next_position")
 
-    def __init__(self, events: Iterable[Recorded]) -> None:
-        self.events = list(events)
+    def __init__(self, events: list[Recorded]) -> None:
+        """``events`` in the order of their positions, as the store returns them."""
         self.by_call: dict[int, list[Recorded]] = {}
-        for event in self.events:
-            self.by_call.setdefault(event.call, []).append(event)
-        self.last_call = max((e.call for e in self.events), default=0)
+        by_call = self.by_call
+        for event in events:  # replay reads thousands: one dict lookup each
+            calls = by_call.get(event.call)
+            if calls is None:
+                by_call[event.call] = [event]
+            else:
+                calls.append(event)
+        self.count = len(events)
+        self.next_position = events[-1].position + 1 if events else 0
 
     def __len__(self) -> int:
-        return len(self.events)
+        return self.count
 
     def of(self, call: int) -> list[Recorded] | None:
         """The events recorded for ``call``, oldest first, or None."""
@@ -111,17 +129,26 @@ class History:
 
     def add(self, event: Recorded) -> None:
         """Keep an event appended while the workflow runs, so later lookups see it."""
-        self.events.append(event)
         self.by_call.setdefault(event.call, []).append(event)
-        self.last_call = max(self.last_call, event.call)
+        self.count += 1
+        self.next_position = max(self.next_position, event.position + 1)
 
     def first_calls_after(self, call: int) -> list[Recorded]:
         """The first event of every call numbered above ``call``, in call order."""
+        calls = sorted(self.by_call)
         return [
             self.by_call[n][0]
-            for n in sorted(self.by_call)
-            if n > call and family(self.by_call[n][0].kind) != "workflow"
+            for n in calls[bisect.bisect_right(calls, call):]
+            if family(self.by_call[n][0].kind) != "workflow"
         ]
+
+
+# Named tuples built in C: their own constructors are Python functions, and replay
+# builds one Recorded per event read and one CallSite per call made.
+#: ``recorded_from_row(row)``: a Recorded from a row of the store's event columns.
+recorded_from_row = functools.partial(tuple.__new__, Recorded)
+#: ``new_site((call, family, name, digest, args))``: a CallSite.
+new_site = functools.partial(tuple.__new__, CallSite)
 
 
 def call_text(name: str, args: str) -> str:

@@ -208,7 +208,9 @@ _SHORT_DIGEST = 16
 def digest_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
     """A digest of call arguments that is stable across processes, and the text it was
     made from (cut to ARGS_TEXT_LIMIT characters), which the log keeps to be read."""
-    if not kwargs and _SCALAR_TYPES.issuperset(map(type, args)):
+    scalars = (type(args[0]) in _SCALAR_TYPES if len(args) == 1  # the common case, fast
+               else _SCALAR_TYPES.issuperset(map(type, args)))
+    if scalars and not kwargs:
         text = repr(args)  # scalars only: repr is exact, stable and cheaper than JSON
     else:
         try:

@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from durable.errors import DatabaseError, EngineClosed
-from durable.replay import Recorded
+from durable.replay import Recorded, recorded_from_row
 from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
+from durable.store.cache import RunCache
 from durable.store.schema import MIGRATIONS
 
 log = logging.getLogger("durable")
@@ -75,6 +76,7 @@ class SQLiteStore:
         self._pending: list[_Append | _Create] = []
         self._pending_lock = threading.Lock()
         self._leading = False  # a thread is committing the queued requests (see _submit)
+        self._runs = RunCache()
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -233,14 +235,16 @@ class SQLiteStore:
     def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
         if run is None:
             sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE workflow_id = ? ORDER BY position"
-            rows = self._read(sql, (workflow_id,))
-        else:
-            sql = (
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE workflow_id = ? AND run = ? "
-                "ORDER BY position"
-            )
-            rows = self._read(sql, (workflow_id, run))
-        return list(map(Recorded._make, rows))
+            return list(map(recorded_from_row, self._read(sql, (workflow_id,))))
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE workflow_id = ? AND run = ? "
+            "AND position > ? ORDER BY position"
+        )
+        with self._lock:  # a run is read from where the cache of its start ends
+            known = self._runs.known(workflow_id, run)
+            after = known[-1].position if known else -1
+            rows = self._conn.execute(sql, (workflow_id, run, after)).fetchall()
+            return self._runs.read(workflow_id, run, known, list(map(recorded_from_row, rows)))
 
     def last_position(self, workflow_id: str) -> int:
         rows = self._read(

@@ -176,3 +176,24 @@ def test_a_busy_database_opens_at_once_without_a_preallocated_wal(tmp_path: Path
     with engine:
         engine.start(hold, 2, workflow_id="after")
         assert {w.workflow_id for w in engine.list_workflows()} == {"before", "after"}
+
+
+def test_a_run_read_while_appends_commit_out_of_order_misses_none_of_them(db: str) -> None:
+    with durable.Engine(db, workers=0) as engine, durable.Engine(db, workers=0) as other:
+        (workflow_id,) = _started(engine, 1)
+
+        def read() -> list[int]:
+            return [e.position for e in engine.store.events(workflow_id, 1)]
+
+        def append(position: int, store: object = engine.store) -> None:
+            event = NewEvent(position, position, "value", "now", payload="1")
+            store.append(workflow_id, "tester", [event])  # type: ignore[attr-defined]
+
+        assert read() == [0]
+        append(2)  # committed before position 1, as a parallel step's append can be
+        assert read() == [0, 2]
+        append(1)
+        assert read() == [0, 1, 2]
+        append(3, other.store)  # another process's connection
+        assert read() == [0, 1, 2, 3]
+        assert [e.position for e in engine.store.events(workflow_id)] == [0, 1, 2, 3]

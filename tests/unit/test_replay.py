@@ -57,4 +57,4 @@ def test_history_groups_events_by_call_and_skips_the_workflow_itself() -> None:
     assert [e.kind for e in history.of(1) or []] == ["step.retry", "step.completed"]
     assert history.of(3) is None
     assert [e.call for e in history.first_calls_after(0)] == [1, 2]
-    assert history.last_call == 2
+    assert (len(history), history.next_position) == (4, 4)
