@@ -69,6 +69,15 @@ class SQLiteStore:
         self.path = path
         self._lock = threading.RLock()
         self._conn = _connect(path, synchronous)
+        # Reads on their own connection: WAL lets them run while a commit waits for its
+        # fsync, which holds the writing connection (and _lock) for most of a commit.
+        try:
+            self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                           timeout=BUSY_TIMEOUT_S)
+        except sqlite3.Error as error:
+            self._conn.close()
+            raise DatabaseError(path, str(error)) from error
+        self._read_lock = threading.Lock()
         if preallocate and synchronous == "full":
             _preallocate_wal(self._conn, path)
         self._synchronous = synchronous
@@ -102,12 +111,14 @@ class SQLiteStore:
                     self._conn.execute("PRAGMA synchronous = FULL")
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+        """One statement, in its own read transaction: it sees every committed write."""
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._closed = True
+            self._reader.close()
             self._conn.close()
 
     # -- workflows --------------------------------------------------------------
@@ -240,10 +251,10 @@ class SQLiteStore:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE workflow_id = ? AND run = ? "
             "AND position > ? ORDER BY position"
         )
-        with self._lock:  # a run is read from where the cache of its start ends
+        with self._read_lock:  # a run is read from where the cache of its start ends
             known = self._runs.known(workflow_id, run)
             after = known[-1].position if known else -1
-            rows = self._conn.execute(sql, (workflow_id, run, after)).fetchall()
+            rows = self._reader.execute(sql, (workflow_id, run, after)).fetchall()
             return self._runs.read(workflow_id, run, known, list(map(recorded_from_row, rows)))
 
     def last_position(self, workflow_id: str) -> int:

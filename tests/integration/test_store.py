@@ -197,3 +197,28 @@ def test_a_run_read_while_appends_commit_out_of_order_misses_none_of_them(db: st
         append(3, other.store)  # another process's connection
         assert read() == [0, 1, 2, 3]
         assert [e.position for e in engine.store.events(workflow_id)] == [0, 1, 2, 3]
+
+
+def test_reads_do_not_wait_for_a_commit_in_progress(db: str) -> None:
+    with durable.Engine(db, workers=0) as engine:
+        (workflow_id,) = _started(engine, 1)
+        committing, done = threading.Event(), threading.Event()
+
+        def slow_commit() -> None:  # holds the writing connection, as a commit's fsync does
+            with engine.store._lock:
+                committing.set()
+                done.wait(10)
+
+        thread = threading.Thread(target=slow_commit)
+        thread.start()
+        try:
+            assert committing.wait(10)
+            t0 = time.monotonic()
+            row = engine.store.workflow(workflow_id)
+            events = engine.store.events(workflow_id, 1)
+            assert time.monotonic() - t0 < 5
+            assert row is not None and row.workflow_id == workflow_id
+            assert [e.kind for e in events] == ["workflow.started"]
+        finally:
+            done.set()
+            thread.join()
