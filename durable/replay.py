@@ -47,7 +47,8 @@ WORKFLOW_KINDS = frozenset(
 
 
 class _Families(dict[str, str]):
-    """``FAMILY[kind]``: :func:`family`, remembered (looked up on every replayed call)."""
+    """``FAMILY[kind]``: the family of an event kind, ``step.retry`` -> ``step``,
+    remembered (replay looks it up on every call)."""
 
     def __missing__(self, kind: str) -> str:
         self[kind] = family = kind.partition(".")[0]
@@ -59,7 +60,7 @@ FAMILY = _Families()
 
 def family(kind: str) -> str:
     """The family of an event kind: ``step.retry`` -> ``step``."""
-    return kind.partition(".")[0]
+    return FAMILY[kind]
 
 
 class Recorded(NamedTuple):
