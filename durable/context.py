@@ -360,8 +360,6 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
     if recorded is not None:
         last = recorded[-1]
         if last.kind == "step.completed":
-            if last.encoding == ser.JSON and last.payload is not None:  # most results
-                return ser.loads(last.payload)
             return ser.decode(last.encoding, last.payload, step.returns)
         if last.kind == "step.failed":
             raise ser.decode_error(last.payload)

@@ -77,7 +77,7 @@ class SQLiteStore:
         except sqlite3.Error as error:
             self._conn.close()
             raise DatabaseError(path, str(error)) from error
-        self._read_lock = threading.Lock()
+        self._read_lock = threading.RLock()  # events() reads under it, through _read
         if preallocate and synchronous == "full":
             _preallocate_wal(self._conn, path)
         self._synchronous = synchronous
@@ -254,7 +254,7 @@ class SQLiteStore:
         with self._read_lock:  # a run is read from where the cache of its start ends
             known = self._runs.known(workflow_id, run)
             after = known[-1].position if known else -1
-            rows = self._reader.execute(sql, (workflow_id, run, after)).fetchall()
+            rows = self._read(sql, (workflow_id, run, after))
             return self._runs.read(workflow_id, run, known, list(map(recorded_from_row, rows)))
 
     def last_position(self, workflow_id: str) -> int:
