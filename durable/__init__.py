@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from durable import errors
-from durable.calls import (
+from durable.engine import Engine, WorkflowHandle
+from durable.runtime import dispatch as _dispatch  # noqa: F401  (installs how calls run)
+from durable.runtime.calls import (
     compensate,
     continue_as_new,
     patched,
@@ -24,21 +26,23 @@ from durable.calls import (
     wait_for_signal,
     workflow_id,
 )
-from durable.children import ChildHandle, start_child
-from durable.context import now, step_key
-from durable.engine import Engine, WorkflowHandle
-from durable.parallel import gather, submit
-from durable.registry import RetryPolicy, step, workflow
+from durable.runtime.children import ChildHandle, start_child
+from durable.runtime.context import now, step_key
+from durable.runtime.parallel import DurableFuture, gather, submit
+from durable.runtime.registry import RetryPolicy, Step, Workflow, step, workflow
 from durable.status import Status
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChildHandle",
+    "DurableFuture",
     "Engine",
     "Event",
     "RetryPolicy",
     "Status",
+    "Step",
+    "Workflow",
     "WorkflowHandle",
     "WorkflowInfo",
     "compensate",

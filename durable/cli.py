@@ -211,7 +211,7 @@ def _import_path(target: str) -> ModuleType:
 
 
 def _workflow_names(modules: Iterable[ModuleType]) -> list[str]:
-    from durable.registry import Workflow
+    from durable.runtime.registry import Workflow
 
     return sorted({value.name for module in modules for value in vars(module).values()
                    if isinstance(value, Workflow)})
@@ -319,7 +319,7 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
     if waiting:
         table.add_row("waiting for", Text(waiting, style="yellow"))
     if row.owner:
-        from durable.worker import owner_gone
+        from durable.engine.worker import owner_gone
 
         gone = " (its process is gone: the next engine that opens the database recovers it)"
         table.add_row("owner", row.owner + (gone if owner_gone(row.owner) else ""))
@@ -554,7 +554,7 @@ def worker(modules: tuple[str, ...], workers: int, shutdown_timeout: float, log_
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from durable.registry import find_workflow
+    from durable.runtime.registry import find_workflow
 
     names = _workflow_names(import_modules(modules))
     stop = threading.Event()

@@ -27,7 +27,7 @@ from pydantic import (
 
 from durable.dag.patterns import CircuitBreaker, Fallback
 from durable.errors import CircuitOpen, TaskDefinitionError
-from durable.registry import RetryPolicy
+from durable.runtime.registry import RetryPolicy
 
 Trigger = Literal["all_success", "none_failed", "all_done"]
 

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import durable
-from durable.context import current as current_context
 from durable.dag.graph import problems_and_order
 from durable.dag.model import NO_ITEM, Task, TaskState
 from durable.dag.patterns import choose_fallback
@@ -41,7 +40,8 @@ from durable.errors import (
     NonDeterminismError,
     TaskTimeout,
 )
-from durable.parallel import DurableFuture
+from durable.runtime.context import current as current_context
+from durable.runtime.parallel import DurableFuture
 
 if TYPE_CHECKING:
     from durable.dag.workflow import Workflow
@@ -438,7 +438,7 @@ class _Execution:
 
     def _engine_stopping(self) -> bool:
         ctx = current_context()
-        return ctx is not None and ctx.engine.stopping.is_set()
+        return ctx is not None and ctx.host.stopping.is_set()
 
     # -- one unit (a step thread) -------------------------------------------------
 

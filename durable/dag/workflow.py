@@ -29,7 +29,7 @@ from durable.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from durable.registry import Step
+from durable.runtime.registry import Step
 from durable.status import Status
 
 log = logging.getLogger("durable.dag")

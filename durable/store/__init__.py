@@ -135,8 +135,25 @@ class Store(Protocol):
     ) -> list[WorkflowRow]:
         """Workflows, newest first."""
 
-    def update(self, workflow_id: str, changes: dict[str, Any], only_if: str) -> bool:
-        """Apply ``changes`` if the SQL condition ``only_if`` holds for the row."""
+    def request_pause(self, workflow_id: str, now: float) -> None:
+        """Pause an unfinished workflow: at once if nobody runs it, else ask its owner to
+        (``control = 'pause'``). Nothing if it is paused already or a cancel is pending."""
+
+    def resume(self, workflow_id: str, now: float) -> None:
+        """Withdraw a pending pause, and make a paused workflow runnable at ``now``."""
+
+    def request_cancel(self, workflow_id: str, now: float) -> None:
+        """Ask an unfinished workflow to cancel (``control = 'cancel'``), waking it at
+        ``now``; nothing if it is already compensating."""
+
+    def owners(self) -> list[str]:
+        """Every owner that holds a workflow now."""
+
+    def expire(self, owner: str) -> None:
+        """End the leases of ``owner`` at once (its process is known to be gone)."""
+
+    def signals(self, workflow_id: str) -> list[tuple[Any, ...]]:
+        """Every signal sent to a workflow: ``(id, name, sent, consumed_position)``."""
 
     def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
         """Queue a signal and wake the workflow if it waits for that name."""

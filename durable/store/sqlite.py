@@ -44,6 +44,8 @@ _SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
 _RUNNABLE = (
     "SELECT workflow_id FROM workflows WHERE wake_at <= ? AND (owner IS NULL OR lease_until < ?)"
 )
+_UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
+_AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
 # After arming a wait, look once more, in the same transaction: no missed wake-up.
 _RECHECK = {
@@ -232,14 +234,47 @@ class SQLiteStore:
         )
         return [WorkflowRow(*r) for r in rows]
 
-    def update(self, workflow_id: str, changes: dict[str, Any], only_if: str) -> bool:
-        sets = ", ".join(f"{column} = ?" for column in changes)
+    # -- controls from outside ----------------------------------------------------
+
+    def request_pause(self, workflow_id: str, now: float) -> None:
         with self._writing() as conn:
-            cursor = conn.execute(
-                f"UPDATE workflows SET {sets}, updated = ? WHERE workflow_id = ? AND ({only_if})",
-                (*changes.values(), time.time(), workflow_id),
+            # At rest (nobody runs it): paused at once. Running: it pauses itself at its
+            # next recorded call. A pending cancel (or a compensation) wins over a pause.
+            conn.execute(
+                "UPDATE workflows SET status = 'PAUSED', wake_at = NULL, waiting = 'resume', "
+                f"wait_signal = NULL, updated = ? WHERE workflow_id = ? AND {_AT_REST}",
+                (now, workflow_id),
             )
-            return cursor.rowcount > 0
+            conn.execute(
+                "UPDATE workflows SET control = 'pause', updated = ? WHERE workflow_id = ? "
+                f"AND owner IS NOT NULL AND control IS NULL AND {_UNFINISHED}",
+                (now, workflow_id),
+            )
+
+    def resume(self, workflow_id: str, now: float) -> None:
+        with self._writing() as conn:
+            # A pause still pending is withdrawn; a pending cancel is left alone.
+            conn.execute(
+                "UPDATE workflows SET control = NULL, updated = ? WHERE workflow_id = ? "
+                "AND control = 'pause'",
+                (now, workflow_id),
+            )
+            conn.execute(
+                "UPDATE workflows SET status = 'RUNNING', wake_at = ?, waiting = NULL, "
+                "updated = ? WHERE workflow_id = ? AND status = 'PAUSED'",
+                (now, now, workflow_id),
+            )
+
+    def request_cancel(self, workflow_id: str, now: float) -> None:
+        with self._writing() as conn:
+            # A waiting or paused workflow is woken at once; a running one unwinds at its
+            # next call. One that is already compensating goes on doing so.
+            conn.execute(
+                "UPDATE workflows SET control = 'cancel', wake_at = ?, updated = ? "
+                f"WHERE workflow_id = ? AND {_UNFINISHED} "
+                "AND (control IS NULL OR control = 'pause')",
+                (now, now, workflow_id),
+            )
 
     # -- the log ----------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import durable
+import durable.runtime.steps
 from durable.errors import WorkflowCancelled, WorkflowFinished, WorkflowNotFound
 from tests.conftest import wait_until
 from tests.integration._procs import client, finish, lines, spawn
@@ -161,7 +162,7 @@ def test_a_cancelled_workflow_whose_compensation_retries_later_is_not_stuck(
 ) -> None:
     # Every retry backoff suspends the workflow (none is waited inline), and the workflow
     # runs again by replay: it must stop at the same call, not diverge into its rest.
-    monkeypatch.setattr(durable.context, "INLINE_RETRY_DELAY", 0.0)
+    monkeypatch.setattr(durable.runtime.steps, "INLINE_RETRY_DELAY", 0.0)
     attempts = Counter[str]()
 
     @durable.step(name="test_control.flaky_undo",

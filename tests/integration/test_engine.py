@@ -20,7 +20,8 @@ from durable.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from durable.registry import _steps, _workflows
+from durable.runtime.registry import STEPS as _steps
+from durable.runtime.registry import WORKFLOWS as _workflows
 from tests.conftest import wait_until
 
 calls: list[str] = []
@@ -348,7 +349,7 @@ def interrupted_body() -> None:
 @pytest.mark.parametrize("wf, cause", [(exiting_step, SystemExit),
                                        (interrupted_body, KeyboardInterrupt)])
 def test_a_base_exception_from_user_code_fails_the_workflow_instead_of_stranding_it(
-    engine: durable.Engine, wf: durable.registry.Workflow, cause: type[BaseException]
+    engine: durable.Engine, wf: durable.Workflow, cause: type[BaseException]
 ) -> None:
     handle = engine.start(wf, workflow_id="x")
     with pytest.raises(WorkflowFailed, match=cause.__name__) as failed:
@@ -375,9 +376,9 @@ def flaky_finish() -> str:
 def test_an_error_inside_the_engine_is_retried_like_a_crash_and_bounded(
     db: str, monkeypatch: pytest.MonkeyPatch, failures: int
 ) -> None:
-    import durable.control
+    import durable.runtime.run
 
-    original = durable.control.finish
+    original = durable.runtime.run.finish
     left = [failures]
 
     def broken(ctx: Any, status: durable.Status, value: Any) -> None:
@@ -386,7 +387,7 @@ def test_an_error_inside_the_engine_is_retried_like_a_crash_and_bounded(
             raise RuntimeError("a bug in the engine")
         original(ctx, status, value)
 
-    monkeypatch.setattr(durable.control, "finish", broken)
+    monkeypatch.setattr(durable.runtime.run, "finish", broken)
     bodies.clear()
     with durable.Engine(db, workers=2, synchronous="normal", poll_interval=0.01,
                         max_recoveries=1) as engine:

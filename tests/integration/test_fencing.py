@@ -48,7 +48,7 @@ def test_a_workflow_whose_lease_expired_is_taken_over_and_the_old_owner_is_fence
         first.start(fenced, "first", workflow_id="w")
         wait_until(lambda: ran == ["first"])
         # The first owner hangs (a GC pause, a frozen VM): its lease runs out.
-        first.store.update("w", {"lease_until": 0.0}, "1 = 1")
+        first.store.expire(first.owner)
         with durable.Engine(db, workers=2, poll_interval=0.01) as second:
             wait_until(lambda: len(ran) == 2, what="the second engine to take over")
             release.set()  # the first executor wakes up and tries to record its result

@@ -183,7 +183,7 @@ def span(seconds: float) -> tuple[int, float, float]:
 def test_the_pool_runs_at_most_its_size_at_once_in_children_it_keeps() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from durable.isolation import ProcessPool
+    from durable.runtime.isolation import ProcessPool
 
     pool = ProcessPool(size=1)
     try:

@@ -28,7 +28,9 @@ def _started(engine: durable.Engine, count: int) -> list[str]:
     for workflow_id in ids:
         engine.start(hold, 0, workflow_id=workflow_id)
         # Owned by this test, not by a worker: the appends below are ours to make.
-        engine.store.update(workflow_id, {"owner": "tester", "status": "RUNNING"}, "1 = 1")
+        with sqlite3.connect(engine.path) as conn:
+            conn.execute("UPDATE workflows SET owner = 'tester', status = 'RUNNING' "
+                         "WHERE workflow_id = ?", (workflow_id,))
     return ids
 
 

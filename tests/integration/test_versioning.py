@@ -9,7 +9,7 @@ import pytest
 
 import durable
 from durable.errors import NonDeterminismError, NotInWorkflow
-from durable.registry import _workflows
+from durable.runtime.registry import WORKFLOWS as _workflows
 from tests.conftest import wait_until
 
 Status = durable.Status
@@ -30,7 +30,7 @@ def work(name: str) -> str:
     return name
 
 
-def deploy_v1() -> durable.registry.Workflow:
+def deploy_v1() -> durable.Workflow:
     @durable.workflow(name="test_versioning.order")
     def order() -> list[str]:
         done = [work("charge")]
@@ -40,7 +40,7 @@ def deploy_v1() -> durable.registry.Workflow:
     return order
 
 
-def deploy_v2() -> durable.registry.Workflow:
+def deploy_v2() -> durable.Workflow:
     """v1 with a fraud check inserted before the wait, behind a patch."""
     del _workflows["test_versioning.order"]
 

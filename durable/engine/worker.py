@@ -8,7 +8,6 @@ at once the leases of owners on this host whose process is gone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -18,42 +17,23 @@ import uuid
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
-from durable import serialization as ser
-from durable.calls import ContinueAsNew
-from durable.context import (
-    Cancelled,
-    ReplayEnd,
-    Suspend,
-    TimedOut,
-    WorkflowContext,
-    _current,
-    run_in_step,
-)
-from durable.errors import (
-    NonDeterminismError,
-    RecoveryLimitExceeded,
-    StepTimeout,
-    UnknownWorkflow,
-    Unwind,
-    WorkflowFailed,
-    WorkflowTimeout,
-)
-from durable.registry import Workflow, find_workflow
-from durable.replay import History
+from durable.engine.threads import DaemonPool
+from durable.errors import StepTimeout
+from durable.runtime.context import Cancelled, TimedOut, WorkflowContext
+from durable.runtime.isolation import run_in_process
+from durable.runtime.run import execute
+from durable.runtime.steps import run_body
 from durable.status import Status
-from durable.store import Fenced, NewEvent, WorkflowRow
-from durable.threads import DaemonPool
+from durable.store import Fenced, WorkflowRow
 
 if TYPE_CHECKING:
-    from durable.engine import Engine
-    from durable.registry import Step
+    from durable.engine.engine import Engine
     from durable.replay import CallSite
+    from durable.runtime.registry import Step
 
 log = logging.getLogger("durable")
 
 HOST = socket.gethostname()
-#: A workflow whose code diverged is tried again this often (a fixed deploy may land).
-DIVERGED_RETRY_S = 60.0
 #: Seconds before a workflow whose execution failed inside the engine is run again.
 ENGINE_ERROR_RETRY = 1.0
 
@@ -202,7 +182,7 @@ class Executor:
                 self._busy -= 1
                 self._busy_lock.notify_all()
             self._wakeup.set()
-            self.engine._notify()
+            self.engine.notify()
 
     def before_new_call(self, ctx: WorkflowContext) -> None:
         """Checks made before any call that the log does not answer yet."""
@@ -222,16 +202,14 @@ class Executor:
     def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
                  ctx: WorkflowContext, site: CallSite) -> Any:
         if step.isolation == "process":
-            from durable.isolation import run_in_process
-
             return run_in_process(step, args, kwargs, key, ctx.workflow_id, site.call)
         if step.timeout is None:
-            return _call(step, args, kwargs, key)
+            return run_body(step, args, kwargs, key)
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["value"] = _call(step, args, kwargs, key)
+                box["value"] = run_body(step, args, kwargs, key)
             except BaseException as error:
                 box["error"] = error
 
@@ -245,174 +223,3 @@ class Executor:
         if "error" in box:
             raise box["error"]
         return box["value"]
-
-
-def _call(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
-    if step.is_async:
-        return asyncio.run(run_in_step_async(key, step, args, kwargs))
-    return run_in_step(key, step.fn, args, kwargs)
-
-
-async def run_in_step_async(key: str, step: Step, args: tuple[Any, ...],
-                            kwargs: dict[str, Any]) -> Any:
-    from durable.context import _step_key
-
-    token = _step_key.set(key)
-    try:
-        return await step.fn(*args, **kwargs)
-    finally:
-        _step_key.reset(token)
-
-
-def _invoke(workflow: Workflow, row: WorkflowRow) -> Any:
-    from durable.engine import decode_input
-
-    args, kwargs = decode_input(row)
-    if workflow.is_async:
-        return asyncio.run(workflow.fn(*args, **kwargs))
-    return workflow.fn(*args, **kwargs)
-
-
-def execute(engine: Engine, row: WorkflowRow | None) -> None:
-    """Run one claimed workflow by replay until it ends or suspends."""
-    while row is not None:
-        row = _execute_run(engine, row)
-
-
-def _execute_run(engine: Engine, row: WorkflowRow) -> WorkflowRow | None:
-    """Run one run of a workflow; the next run's row if it continued as new."""
-    from durable.control import finish
-
-    workflow = find_workflow(row.name)
-    if workflow is None:
-        error = UnknownWorkflow(row.workflow_id, row.name)
-        log.warning("%s", error)
-        _set_aside(engine, row, error, "a worker that imports its module")
-        return None
-    history = History(engine.store.events(row.workflow_id, row.run))
-    ctx = WorkflowContext(engine, row, history)
-    if row.recoveries > engine.max_recoveries:
-        finish(ctx, Status.FAILURE, RecoveryLimitExceeded(row.workflow_id, row.recoveries))
-        return None
-    token = _current.set(ctx)
-    try:
-        value = _invoke(workflow, row)
-        if ctx.diverged is None:
-            ctx.check_all_replayed()
-    except Suspend:
-        return None
-    except Fenced as fenced:
-        if fenced.reason.startswith("storage"):
-            log.error("%s; it will be recovered", fenced)
-        return None
-    except ContinueAsNew as new:
-        return _continue_as_new(engine, ctx, workflow, new)
-    except Cancelled:
-        finish(ctx, Status.CANCELLED, None)
-        return None
-    except TimedOut:
-        finish(ctx, Status.FAILURE, WorkflowTimeout(row.workflow_id, workflow.timeout or 0.0))
-        return None
-    except NonDeterminismError as error:
-        ctx.diverged = ctx.diverged or error
-    except Unwind:
-        raise
-    except BaseException as error:  # sys.exit() in a workflow, too: a failure, not a hang
-        if ctx.diverged is None:
-            finish(ctx, Status.FAILURE, error)
-            return None
-    finally:
-        _current.reset(token)
-    if ctx.diverged is not None:
-        log.error("%s", ctx.diverged)
-        _set_aside(engine, row, ctx.diverged, "code that replays its history")
-        return None
-    finish(ctx, Status.SUCCESS, value)
-    return None
-
-
-def _continue_as_new(engine: Engine, ctx: WorkflowContext, workflow: Workflow,
-                     new: ContinueAsNew) -> WorkflowRow | None:
-    """Close this run and run the same id again at once, with a fresh log."""
-    from durable.engine import encode_input
-
-    row = ctx.row
-    encoding, payload = encode_input(row.workflow_id, workflow, new.args_, new.kwargs)
-    run = row.run + 1
-    closing = finish_event(ctx, "workflow.continued", encoding, payload)
-    started = NewEvent(closing.position + 1, 0, "workflow.started", row.name,
-                       *ser.digest_text(new.args_, new.kwargs), encoding, payload, run=run)
-    engine.store.append(row.workflow_id, engine.owner, [closing, started], update={
-        "run": run, "input_encoding": encoding, "input": payload, "recoveries": 0,
-    })
-    return engine.store.workflow(row.workflow_id)
-
-
-def _set_aside(engine: Engine, row: WorkflowRow, error: Exception, waiting: str) -> None:
-    """Leave a workflow unfinished with ``error`` shown, to be tried again later."""
-    engine.store.append(row.workflow_id, engine.owner, [], update={
-        "owner": None, "error": ser.encode_error(error), "waiting": waiting,
-        "wake_at": time.time() + DIVERGED_RETRY_S,
-    })
-
-
-def replay(engine: Engine, row: WorkflowRow) -> Any:
-    """Replay a workflow's history against the current code, running no step."""
-    workflow = find_workflow(row.name)
-    if workflow is None:
-        raise UnknownWorkflow(row.workflow_id, row.name)
-    ctx = WorkflowContext(engine, row, History(engine.store.events(row.workflow_id, row.run)),
-                          replaying=True)
-    token = _current.set(ctx)
-    try:
-        value = _invoke(workflow, row)
-    except ReplayEnd as end:
-        if ctx.diverged is not None:
-            raise ctx.diverged from None
-        if row.status in (Status.SUCCESS, Status.FAILURE):
-            raise ctx.divergence(end.site, None) from None
-        return None
-    except NonDeterminismError:
-        raise
-    except (Cancelled, TimedOut):  # where a cancelled or timed-out run stopped
-        from durable.control import replay_compensations
-
-        if replay_compensations(ctx):
-            ctx.check_all_replayed()
-        if not row.finished:
-            return None
-        return engine._outcome(row)  # raises WorkflowCancelled, or WorkflowFailed
-    except Unwind:
-        raise
-    except BaseException as error:
-        if ctx.diverged is not None:
-            raise ctx.diverged from None
-        from durable.control import replay_compensations
-
-        if replay_compensations(ctx):
-            ctx.check_all_replayed()
-        if row.status == Status.SUCCESS:
-            raise NonDeterminismError(
-                row.workflow_id, ctx.call, "a successful end", f"raise {error!r}", "replay",
-                "the workflow now fails where its history succeeded",
-            ) from error
-        raise WorkflowFailed(row.workflow_id, row.name, f"{type(error).__name__}: {error}") \
-            from error
-    finally:
-        _current.reset(token)
-    if ctx.diverged is not None:
-        raise ctx.diverged
-    ctx.check_all_replayed()
-    if row.status == Status.FAILURE:
-        raise NonDeterminismError(
-            row.workflow_id, ctx.call, "a failure", "a successful return", "replay",
-            "the workflow now succeeds where its history failed",
-        )
-    return value
-
-
-def finish_event(ctx: WorkflowContext, kind: str, encoding: str, payload: Any) -> NewEvent:
-    """The closing event of a run (call 0: the workflow itself)."""
-    position = ctx.position
-    ctx.position += 1
-    return NewEvent(position, 0, kind, ctx.row.name, "", "", encoding, payload)

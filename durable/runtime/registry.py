@@ -8,9 +8,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
-from durable.context import call_step, call_workflow
 from durable.errors import DuplicateName, InvalidArgument
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,8 +99,8 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 
-_workflows: dict[str, Workflow] = {}
-_steps: dict[str, Step] = {}
+WORKFLOWS: dict[str, Workflow] = {}
+STEPS: dict[str, Step] = {}
 
 
 def _default_name(fn: Callable[..., Any]) -> str:
@@ -144,10 +143,14 @@ class Step:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.returns = _return_annotation(fn)
         functools.update_wrapper(self, fn)
-        _register(_steps, "step", self.name, self)
+        _register(STEPS, "step", self.name, self)
+
+    #: How a call is carried out (recorded in a workflow, plain outside one). Set by
+    #: :mod:`durable.runtime.dispatch`, which sits above the modules that define steps.
+    dispatch: ClassVar[Callable[[Step, tuple[Any, ...], dict[str, Any]], Any]]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return call_step(self, args, kwargs)
+        return Step.dispatch(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<durable step {self.name}>"
@@ -165,10 +168,14 @@ class Workflow:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.returns = _return_annotation(fn)
         functools.update_wrapper(self, fn)
-        _register(_workflows, "workflow", self.name, self)
+        _register(WORKFLOWS, "workflow", self.name, self)
+
+    #: How a call is carried out (a child in a workflow, a run on the open engine outside
+    #: one). Set by :mod:`durable.runtime.dispatch`.
+    dispatch: ClassVar[Callable[[Workflow, tuple[Any, ...], dict[str, Any]], Any]]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return call_workflow(self, args, kwargs)
+        return Workflow.dispatch(self, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.name}>"
@@ -247,4 +254,4 @@ def step(
 
 def find_workflow(name: str) -> Workflow | None:
     """The workflow registered under ``name`` in this process."""
-    return _workflows.get(name)
+    return WORKFLOWS.get(name)

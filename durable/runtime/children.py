@@ -8,13 +8,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
-from durable.context import ReplayEnd, TimedOut, WorkflowContext, require
 from durable.errors import WorkflowCancelled, WorkflowFailed, WorkflowFinished
-from durable.registry import Workflow
 from durable.replay import CallSite, Recorded
+from durable.runtime.context import ReplayEnd, TimedOut, WorkflowContext, require
+from durable.runtime.rows import new_row, started_event
 
 if TYPE_CHECKING:
-    from durable.engine import Engine
+    from durable.runtime.host import Host
+    from durable.runtime.registry import Workflow
 
 #: A parent waiting on a detached child (which does not wake it when it ends) looks again
 #: after a tenth of the time it has waited so far, within these bounds (seconds).
@@ -60,7 +61,7 @@ class ChildHandle:
             # Its children share its deadline: the parent fails with its own timeout,
             # not with the timeout of the child it waited for.
             raise TimedOut()
-        row = ctx.engine.store.workflow(self.workflow_id)
+        row = ctx.host.store.workflow(self.workflow_id)
         if row is not None and row.finished:
             kind = "child.completed" if row.status == "SUCCESS" else "child.failed"
             encoding, payload = row.output_encoding or ser.JSON, row.output
@@ -110,21 +111,21 @@ def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: di
     site, recorded = ctx.begin("child", wf.name, args, kwargs)
     new_id = child_id(ctx.workflow_id, ctx.row.run, site.call)
     if recorded is None:
-        engine: Engine = ctx.engine
+        host = ctx.host
         deadline = None
         if not detached:
-            own = None if wf.timeout is None else time.time() + wf.timeout
+            own = None if wf.timeout is None else host.time() + wf.timeout
             limits = [d for d in (ctx.row.deadline, own) if d is not None]
             deadline = min(limits) if limits else None
-        row = engine._new_row(wf, new_id, args, kwargs,
-                              parent_id=None if detached else ctx.workflow_id, deadline=deadline)
+        row = new_row(wf, new_id, args, kwargs, host.time(),
+                      parent_id=None if detached else ctx.workflow_id, deadline=deadline)
         # Creating the child is idempotent by its deterministic id, so a crash between
         # these two transactions only means the next replay finds the child already there.
-        engine.store.create_workflow(row, [engine._started_event(wf, row, args, kwargs)])
+        host.store.create_workflow(row, [started_event(wf, row, args, kwargs)])
         event = ctx.event(site, "child.started", ser.JSON,
                           json.dumps({"workflow_id": new_id, "detached": detached}))
         ctx.append(event)
-        engine._executor.wake()
+        host.wake()
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
                              site.args, event.encoding, event.payload, time.time())]
     return ChildHandle(ctx, site, new_id, wf, recorded, detached)
@@ -136,11 +137,9 @@ def run_child(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...],
     return _start(ctx, wf, args, kwargs, detached=False).result()
 
 
-def cancel_children(engine: Engine, parent_id: str) -> None:
+def cancel_children(host: Host, parent_id: str) -> None:
     """Cancel every unfinished, attached child of ``parent_id``."""
-    from durable.control import cancel
-
-    for child in engine.store.workflows(None, None, 10_000, parent_id=parent_id):
+    for child in host.store.workflows(None, None, 10_000, parent_id=parent_id):
         if not child.finished:
             with contextlib.suppress(WorkflowFinished):  # it may have ended meanwhile
-                cancel(engine, child.workflow_id)
+                host.cancel(child.workflow_id)

@@ -2,52 +2,42 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
+from durable.engine import fork as forking
+from durable.engine.handle import WorkflowHandle
+from durable.engine.threads import DaemonPool
+from durable.engine.worker import Executor, owner_id
 from durable.errors import (
     EngineClosed,
     InvalidArgument,
-    NoEngine,
     NonDeterminismError,
+    SerializationError,
     WaitTimeout,
-    WorkflowCancelled,
     WorkflowConflict,
-    WorkflowFailed,
     WorkflowFinished,
     WorkflowNotFound,
 )
-from durable.registry import Workflow, find_workflow
+from durable.runtime import run as running
+from durable.runtime.host import register_host, unregister_host
+from durable.runtime.registry import Workflow, find_workflow
+from durable.runtime.rows import new_row, outcome, started_event
 from durable.status import Status
-from durable.store import NewEvent, WorkflowRow
+from durable.store import Store, WorkflowRow
 from durable.store.sqlite import SQLiteStore
-from durable.threads import DaemonPool
-from durable.worker import Executor, owner_id
 
 if TYPE_CHECKING:
-    from durable.context import WorkflowContext
     from durable.events import Event, WorkflowInfo
-    from durable.registry import Step
     from durable.replay import CallSite
-
-log = logging.getLogger("durable")
-
-_open_engines: list[Engine] = []
-_open_lock = threading.Lock()
-
-
-def current_engine(name: str) -> Engine:
-    """The engine most recently opened in this process (for direct workflow calls)."""
-    with _open_lock:
-        if not _open_engines:
-            raise NoEngine(name)
-        return _open_engines[-1]
+    from durable.runtime.context import WorkflowContext
+    from durable.runtime.registry import Step
 
 
 class Engine:
@@ -84,7 +74,7 @@ class Engine:
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
-        self.store = SQLiteStore(self.path, synchronous, preallocate=workers > 0)
+        self.store: Store = SQLiteStore(self.path, synchronous, preallocate=workers > 0)
         self.owner = owner_id()
         self.workers = workers
         self.lease = float(lease)
@@ -113,8 +103,7 @@ class Engine:
             raise EngineClosed(self.path)
         if not self._opened:
             self._opened = True
-            with _open_lock:
-                _open_engines.append(self)
+            register_host(self)
             if self.workers:
                 self._executor.start()
         return self
@@ -128,10 +117,8 @@ class Engine:
         self._executor.stop(timeout)
         if self._steps is not None:
             self._steps.shutdown()
-        with _open_lock:
-            if self in _open_engines:
-                _open_engines.remove(self)
-        self._notify()
+        unregister_host(self)
+        self.notify()
         self.store.close()
 
     def _check_open(self) -> None:
@@ -156,8 +143,8 @@ class Engine:
         self._check_open()
         workflow = _resolve(wf)
         workflow_id = workflow_id or str(uuid.uuid4())
-        row = self._new_row(workflow, workflow_id, args, kwargs)
-        started = self._started_event(workflow, row, args, kwargs)
+        row = new_row(workflow, workflow_id, args, kwargs, self.time())
+        started = started_event(workflow, row, args, kwargs)
         # With a worker free here, the new workflow is created already claimed by this
         # engine and handed to that worker: no claim transaction, no polling delay.
         claimed = self._executor.reserve()
@@ -180,36 +167,6 @@ class Engine:
             self._executor.wake()
         return WorkflowHandle(self, workflow_id)
 
-    def _new_row(
-        self,
-        workflow: Workflow,
-        workflow_id: str,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        parent_id: str | None = None,
-        deadline: float | None = None,
-    ) -> WorkflowRow:
-        if not isinstance(workflow_id, str) or not workflow_id:
-            raise InvalidArgument(f"workflow_id must be a non-empty string, not {workflow_id!r}")
-        encoding, payload = encode_input(workflow_id, workflow, args, kwargs)
-        now = time.time()
-        if workflow.timeout is not None and deadline is None:
-            deadline = now + workflow.timeout
-        return WorkflowRow(
-            workflow_id=workflow_id, name=workflow.name, status="PENDING", run=1,
-            input_encoding=encoding, input=payload, output_encoding=None, output=None,
-            error=None, owner=None, lease_until=None, wake_at=now, wait_signal=None,
-            waiting=None, control=None, recoveries=0, progress=0, parent_id=parent_id,
-            deadline=deadline, created=now, updated=now,
-        )
-
-    @staticmethod
-    def _started_event(
-        workflow: Workflow, row: WorkflowRow, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> NewEvent:
-        return NewEvent(0, 0, "workflow.started", workflow.name, *ser.digest_text(args, kwargs),
-                        row.input_encoding, row.input)
-
     def run(self, wf: Workflow | str, *args: Any, workflow_id: str | None = None,
             **kwargs: Any) -> Any:
         """Start a workflow and wait for its result."""
@@ -221,12 +178,17 @@ class Engine:
         Raises:
             WorkflowNotFound: no workflow has that id.
         """
-        self._row(workflow_id)
+        self.row(workflow_id)
         return WorkflowHandle(self, workflow_id)
 
     # -- reading --------------------------------------------------------------
 
-    def _row(self, workflow_id: str) -> WorkflowRow:
+    def row(self, workflow_id: str) -> WorkflowRow:
+        """One workflow's row.
+
+        Raises:
+            WorkflowNotFound: no workflow has that id.
+        """
         row = self.store.workflow(workflow_id)
         if row is None:
             raise WorkflowNotFound(workflow_id)
@@ -246,16 +208,16 @@ class Engine:
         """Every event of a workflow's log, in order (all runs)."""
         from durable.events import Event
 
-        self._row(workflow_id)
+        self.row(workflow_id)
         return [Event.from_recorded(workflow_id, e) for e in self.store.events(workflow_id)]
 
     def result(self, workflow_id: str, timeout: float | None = None) -> Any:
         """Wait for a workflow to end and return its result (see WorkflowHandle.result)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            row = self._row(workflow_id)
+            row = self.row(workflow_id)
             if row.finished:
-                return self._outcome(row)
+                return outcome(row)
             if row.error and row.owner is None:
                 error = ser.decode_error(row.error)
                 if isinstance(error, NonDeterminismError):
@@ -265,24 +227,12 @@ class Engine:
                 raise WaitTimeout(workflow_id, "the result", timeout or 0.0)
             self._wait_for_change(min(self.poll_interval, remaining or self.poll_interval))
 
-    def _outcome(self, row: WorkflowRow) -> Any:
-        if row.status == Status.SUCCESS:
-            workflow = find_workflow(row.name)
-            annotation = workflow.returns if workflow else None
-            if row.output_encoding == ser.PYDANTIC and annotation is None:
-                return json.loads(row.output)
-            return ser.decode(row.output_encoding or ser.JSON, row.output, annotation)
-        if row.status == Status.CANCELLED:
-            raise WorkflowCancelled(row.workflow_id)
-        error = ser.decode_error(row.output) if row.output else None
-        summary = ser.error_summary(row.output) if row.output else row.status
-        raise WorkflowFailed(row.workflow_id, row.name, summary) from error
-
     def _wait_for_change(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Wake whoever waits here for a result or a published event."""
         with self._changed:
             self._changed.notify_all()
 
@@ -295,14 +245,12 @@ class Engine:
             WorkflowNotFound: no workflow has that id.
             WorkflowFinished: the workflow already ended.
         """
-        row = self._row(workflow_id)
+        row = self.row(workflow_id)
         if row.finished:
             raise WorkflowFinished(workflow_id, row.status, f"signal {name!r} to")
         try:
             encoding, data = ser.encode(payload)
         except ser.Unserializable as error:
-            from durable.errors import SerializationError
-
             raise SerializationError(workflow_id, 0, f"signal {name!r}", error.type_name,
                                      error.reason) from error
         self.store.send_signal(workflow_id, name, encoding, data)
@@ -310,21 +258,27 @@ class Engine:
 
     def pause(self, workflow_id: str) -> None:
         """Pause a workflow at its next recorded call; no step runs until ``resume``."""
-        from durable.control import pause
-
-        pause(self, workflow_id)
+        self._unfinished(workflow_id, "pause")
+        self.store.request_pause(workflow_id, self.time())
+        self.notify()
 
     def resume(self, workflow_id: str) -> None:
         """Resume a paused workflow; it continues by replay."""
-        from durable.control import resume
-
-        resume(self, workflow_id)
+        self._unfinished(workflow_id, "resume")
+        self.store.resume(workflow_id, self.time())
+        self.wake()
 
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow at its next recorded call (at once if it waits)."""
-        from durable.control import cancel
+        self._unfinished(workflow_id, "cancel")
+        self.store.request_cancel(workflow_id, self.time())
+        self.wake()
 
-        cancel(self, workflow_id)
+    def _unfinished(self, workflow_id: str, action: str) -> WorkflowRow:
+        row = self.row(workflow_id)
+        if row.finished:
+            raise WorkflowFinished(workflow_id, row.status, action)
+        return row
 
     def get_event(self, workflow_id: str, key: str, default: Any = None,
                   timeout: float | None = None) -> Any:
@@ -339,7 +293,7 @@ class Engine:
             if found is not None:
                 return ser.decode(found[0], found[1])
             if deadline is None or time.monotonic() >= deadline:
-                self._row(workflow_id)
+                self.row(workflow_id)
                 return default
             self._wait_for_change(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
@@ -355,83 +309,36 @@ class Engine:
             NonDeterminismError: where the code and the history disagree.
             WorkflowFailed: the workflow failed, and replay reproduces the failure.
         """
-        from durable.worker import replay
-
-        return replay(self, self._row(workflow_id))
+        return running.replay(self, self.row(workflow_id))
 
     def fork(self, workflow_id: str, at: int, *, new_id: str | None = None) -> WorkflowHandle:
         """A new workflow that keeps calls 1..``at`` of the history and runs the rest anew."""
-        from durable.control import fork
+        return WorkflowHandle(self, forking.fork(self, self.row(workflow_id), at, new_id))
 
-        return fork(self, self._row(workflow_id), at, new_id)
+    # -- the runtime's host (durable.runtime.host.Host) -------------------------------
 
-    # -- used by the context ------------------------------------------------------
+    def time(self) -> float:
+        """The engine's clock (seconds since the epoch)."""
+        return time.time()
 
-    def _step_pool(self) -> DaemonPool:
-        """Threads for submitted steps and for sync steps of async workflows."""
+    def wake(self) -> None:
+        """Wake the dispatcher: a workflow may have become runnable."""
+        self._executor.wake()
+
+    def submit_beside(self, fn: Callable[[], Any]) -> Future[Any]:
+        """Run ``fn`` on the step pool (submitted steps, sync steps of async workflows)."""
         with self._steps_lock:
             if self._steps is None:
                 self._steps = DaemonPool(max(32, 4 * self.workers), "durable-step")
-            return self._steps
+            pool = self._steps
+        return pool.submit(fn)
 
-    def _before_new_call(self, ctx: WorkflowContext) -> None:
+    def before_new_call(self, ctx: WorkflowContext) -> None:
         self._executor.before_new_call(ctx)
 
-    def _run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
-                  ctx: WorkflowContext, site: CallSite) -> Any:
+    def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
+                 ctx: WorkflowContext, site: CallSite) -> Any:
         return self._executor.run_step(step, args, kwargs, key, ctx, site)
-
-    def _warn_large(self, workflow_id: str, site: CallSite, size: int) -> None:
-        log.warning(
-            "workflow %r call #%d (%s) records %d bytes; large payloads slow every replay: "
-            "store big data elsewhere and record a reference", workflow_id, site.call,
-            site.name, size,
-        )
-
-
-class WorkflowHandle:
-    """A reference to one workflow, from any process that opens its database."""
-
-    def __init__(self, engine: Engine, workflow_id: str) -> None:
-        self.engine = engine
-        self.workflow_id = workflow_id
-
-    def __repr__(self) -> str:
-        return f"<WorkflowHandle {self.workflow_id!r}>"
-
-    def status(self) -> Status:
-        """The workflow's current state."""
-        return Status(self.engine._row(self.workflow_id).status)
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the workflow to end; return its result.
-
-        Raises:
-            WorkflowFailed: it failed (the original error is ``__cause__``).
-            WorkflowCancelled: it was cancelled.
-            NonDeterminismError: its code diverged from its history (it stays resumable).
-            WaitTimeout: ``timeout`` seconds passed first.
-        """
-        return self.engine.result(self.workflow_id, timeout)
-
-    def signal(self, name: str, payload: Any = None) -> None:
-        """Send it a signal (see Engine.send_signal)."""
-        self.engine.send_signal(self.workflow_id, name, payload)
-
-    def pause(self) -> None:
-        self.engine.pause(self.workflow_id)
-
-    def resume(self) -> None:
-        self.engine.resume(self.workflow_id)
-
-    def cancel(self) -> None:
-        self.engine.cancel(self.workflow_id)
-
-    def history(self) -> list[Event]:
-        return self.engine.history(self.workflow_id)
-
-    def get_event(self, key: str, default: Any = None, timeout: float | None = None) -> Any:
-        return self.engine.get_event(self.workflow_id, key, default, timeout)
 
 
 def _resolve(wf: Workflow | str) -> Workflow:
@@ -447,23 +354,3 @@ def _resolve(wf: Workflow | str) -> Workflow:
     raise InvalidArgument(
         f"{wf!r} is not a durable workflow; decorate it with @durable.workflow"
     )
-
-
-def encode_input(
-    workflow_id: str, workflow: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str, Any]:
-    """A workflow's arguments for the log: JSON when plain, cloudpickle otherwise."""
-    try:
-        return ser.encode([list(args), kwargs])
-    except ser.Unserializable as error:
-        from durable.errors import SerializationError
-
-        raise SerializationError(
-            workflow_id, 0, f"arguments of workflow {workflow.name}", error.type_name,
-            error.reason,
-        ) from error
-
-
-def decode_input(row: WorkflowRow) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    args, kwargs = ser.decode(row.input_encoding, row.input)
-    return tuple(args), dict(kwargs)

@@ -19,11 +19,12 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from durable.children import ChildHandle, start_child
-from durable.context import RetryLater, WorkflowContext, require, run_step
 from durable.errors import InvalidArgument, Unwind
-from durable.registry import Step, Workflow
 from durable.replay import CallSite, Recorded
+from durable.runtime.children import ChildHandle, start_child
+from durable.runtime.context import RetryLater, WorkflowContext, require
+from durable.runtime.registry import Step, Workflow
+from durable.runtime.steps import run_step
 
 
 class DurableFuture:

@@ -15,9 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from durable import serialization as ser
-from durable.context import ReplayEnd, WorkflowContext, _step_key, record_value, require
 from durable.errors import InvalidArgument, Unwind
-from durable.registry import Step, seconds
+from durable.runtime.context import (
+    ReplayEnd,
+    WorkflowContext,
+    current_step_key,
+    record_value,
+    require,
+)
+from durable.runtime.registry import Step, seconds
 
 
 def time() -> float:
@@ -42,7 +48,7 @@ def uuid4() -> _uuid.UUID:
 
 def workflow_id() -> str:
     """The id of the running workflow; in its steps too (threads and child processes)."""
-    key = _step_key.get()
+    key = current_step_key.get()
     if key is not None:  # inside a step: its key is ``workflow_id:call``
         return key.rpartition(":")[0]
     return require("workflow_id").workflow_id
@@ -99,7 +105,7 @@ def wait_for_signal(
             raise ReplayEnd(site)
         deadline = json.loads(last.payload)["deadline"]
         waiting_recorded = True
-    found = ctx.engine.store.next_signal(ctx.workflow_id, name)
+    found = ctx.host.store.next_signal(ctx.workflow_id, name)
     if found is not None:
         signal_id, encoding, payload = found
         ctx.append(ctx.event(site, "signal.received", encoding, payload),

@@ -22,12 +22,12 @@ from durable import serialization as ser
 from durable.errors import StepCrashed, StepTimeout
 
 if TYPE_CHECKING:
-    from durable.registry import Step
+    from durable.runtime.registry import Step
 
 
 def _serve(conn: Connection) -> None:
     """A child's loop: run shipped steps until the parent closes the pipe."""
-    from durable.context import run_in_step
+    from durable.runtime.steps import run_in_step
 
     while True:
         try:

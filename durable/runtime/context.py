@@ -10,8 +10,8 @@ signal, a retry backoff) records what it waits for and unwinds the workflow with
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import sys
 import threading
 import time
@@ -28,16 +28,16 @@ from durable.replay import FAMILY, CallSite, History, Recorded, describe_change,
 from durable.store import NewEvent
 
 if TYPE_CHECKING:
-    from durable.engine import Engine
-    from durable.parallel import AsyncDriver
-    from durable.registry import Step, Workflow
+    from durable.runtime.host import Host
+    from durable.runtime.parallel import AsyncDriver
+    from durable.runtime.registry import Step
     from durable.store import WorkflowRow
 
-_current: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
-_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
+log = logging.getLogger("durable")
 
-#: Retry delays up to this long are waited in the workflow's thread; longer ones suspend.
-INLINE_RETRY_DELAY = 1.0
+current_context: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
+current_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
+
 
 
 class Suspend(Unwind):
@@ -91,7 +91,7 @@ class ReplayEnd(Unwind):
 class WorkflowContext:
     """One execution (or replay) of one workflow run."""
 
-    engine: Engine
+    host: Host
     row: WorkflowRow
     history: History
     replaying: bool = False
@@ -147,7 +147,7 @@ class WorkflowContext:
             if self.replaying:
                 raise ReplayEnd(site)
             if not self.cancelling:
-                self.engine._before_new_call(self)
+                self.host.before_new_call(self)
             return site, None
         first = recorded[0]
         if digest != first.digest or name != first.name or family != FAMILY[first.kind]:
@@ -217,12 +217,12 @@ class WorkflowContext:
                     self._inflight -= 1
                     self._settled.notify_all()
 
-        return self.engine._step_pool().submit(run)
+        return self.host.submit_beside(run)
 
     def append(self, *events: NewEvent, **options: Any) -> None:
         """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
-        control = self.engine.store.append(self.workflow_id, self.engine.owner, list(events),
-                                           **options)
+        control = self.host.store.append(self.workflow_id, self.host.owner, list(events),
+                                         **options)
         if control == "pause" and not options.get("update"):
             if beside():
                 self.pause_requested = True  # the workflow's thread pauses at its next call
@@ -236,7 +236,7 @@ class WorkflowContext:
         """Append the event that answers step call ``site`` (its result or final failure).
 
         In an async workflow the driver appends it: the order of these events is the order
-        in which awaiting coroutines resume (see :class:`durable.parallel.AsyncDriver`).
+        in which awaiting coroutines resume (see :class:`durable.runtime.parallel.AsyncDriver`).
         """
         if self.driver is not None:
             self.driver.append_outcome(self, site, kind, encoding, payload)
@@ -262,7 +262,7 @@ class WorkflowContext:
             "status": status, "owner": None, "wake_at": wake_at, "waiting": waiting,
             "wait_signal": recheck[1] if recheck and recheck[0] == "signal" else None,
         }, recheck=recheck)
-        self.engine._notify()
+        self.host.notify()
         return Suspend()
 
     def encode(self, site: CallSite, what: str, value: Any, annotation: Any) -> tuple[str, Any]:
@@ -273,19 +273,27 @@ class WorkflowContext:
                 self.workflow_id, site.call, what, error.type_name, error.reason
             ) from error
         if len(payload) > ser.LARGE_PAYLOAD:
-            self.engine._warn_large(self.workflow_id, site, len(payload))
+            _warn_large(self.workflow_id, site, len(payload))
         return encoding, payload
+
+
+def _warn_large(workflow_id: str, site: CallSite, size: int) -> None:
+    log.warning(
+        "workflow %r call #%d (%s) records %d bytes; large payloads slow every replay: "
+        "store big data elsewhere and record a reference", workflow_id, site.call,
+        site.name, size,
+    )
 
 
 def current() -> WorkflowContext | None:
     """The running workflow's context, or None outside workflows."""
-    return _current.get()
+    return current_context.get()
 
 
 def require(function: str) -> WorkflowContext:
     """The running workflow's context; :class:`NotInWorkflow` outside one."""
-    ctx = _current.get()
-    if ctx is None or _step_key.get() is not None:
+    ctx = current_context.get()
+    if ctx is None or current_step_key.get() is not None:
         raise NotInWorkflow(function)
     return ctx
 
@@ -318,128 +326,14 @@ def now() -> datetime:
     return datetime.fromtimestamp(record_value("now", time.time), UTC)
 
 
-def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ctx = _current.get()
-    if ctx is None or _step_key.get() is not None:
-        # Outside a workflow, or inside another step: a plain call with its retry policy.
-        return _run_plain(step, args, kwargs)
-    site, recorded = ctx.begin("step", step.name, args, kwargs)
-    if asyncio._get_running_loop() is not None:  # the public getter raises: slow here
-        # An async workflow awaits the step; its call number is taken now, at the call.
-        from durable.parallel import await_step
-
-        return await_step(ctx, step, site, recorded, args, kwargs)
-    return run_step(ctx, step, site, recorded, args, kwargs)
-
-
-def _run_plain(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    attempt = 1
-    while True:
-        try:
-            if step.is_async:
-                return asyncio.run(step.fn(*args, **kwargs))
-            return step.fn(*args, **kwargs)
-        except Exception as error:
-            if not step.retry.retries(error, attempt):
-                raise
-            time.sleep(step.retry.delay(attempt))
-            attempt += 1
-
-
-def _run_recorded_step(
-    ctx: WorkflowContext, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    site, recorded = ctx.begin("step", step.name, args, kwargs)
-    return run_step(ctx, step, site, recorded, args, kwargs)
-
-
-def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Recorded] | None,
-             args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """Answer a step call from the log, or run it (with retries) and record the outcome."""
-    attempt = 1
-    if recorded is not None:
-        last = recorded[-1]
-        if last.kind == "step.completed":
-            return ser.decode(last.encoding, last.payload, step.returns)
-        if last.kind == "step.failed":
-            raise ser.decode_error(last.payload)
-        retry = json.loads(last.payload)  # step.retry: attempts already failed
-        if ctx.replaying:
-            raise ReplayEnd(site)
-        attempt = retry["attempt"] + 1
-        if retry["retry_at"] > time.time():
-            raise _wait_for_retry(ctx, retry["retry_at"],
-                                  f"retry of {step.name} (attempt {attempt})")
-    key = f"{ctx.workflow_id}:{site.call}"
-    while True:
-        try:
-            value = ctx.engine._run_step(step, args, kwargs, key, ctx, site)
-        except Unwind:
-            raise
-        except BaseException as error:  # sys.exit() in a step, too: a failure, not a hang
-            if not step.retry.retries(error, attempt):
-                ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
-                raise
-            delay = step.retry.delay(attempt)
-            retry_at = time.time() + delay
-            info = {"attempt": attempt, "retry_at": retry_at, "error": f"{type(error).__name__}: "
-                    f"{error}"}
-            event = ctx.event(site, "step.retry", ser.JSON, json.dumps(info))
-            if delay > INLINE_RETRY_DELAY:
-                raise _wait_for_retry(ctx, retry_at, f"retry of {step.name} (attempt "
-                                      f"{attempt + 1})", event) from None
-            ctx.append(event)
-            time.sleep(delay)
-            attempt += 1
-            continue
-        try:
-            encoding, payload = ctx.encode(site, f"result of step {step.name}", value, step.returns)
-        except SerializationError as error:
-            ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
-            raise
-        ctx.append_outcome(site, "step.completed", encoding, payload)
-        return value
-
-
-def _wait_for_retry(ctx: WorkflowContext, retry_at: float, waiting: str,
-                    *events: NewEvent) -> BaseException:
-    """What a step raises to wait for its next attempt at ``retry_at``, having recorded
-    ``events``: the workflow suspends, or, for a step running beside it, a RetryLater
-    that the workflow turns into its suspension when it waits for the step."""
-    if not beside():
-        return ctx.suspend(*events, status="RETRYING", wake_at=retry_at, waiting=waiting)
-    if events:
-        ctx.append(*events)
-    return RetryLater(retry_at, waiting)
-
-
 def step_key() -> str:
     """A stable idempotency key for the running step: ``workflow_id:call_number``.
 
     Pass it to external systems so that a step re-run after a crash does its effect once.
     """
-    key = _step_key.get()
+    key = current_step_key.get()
     if key is None:
         raise NotInWorkflow("step_key")
     return key
 
 
-def call_workflow(wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    ctx = _current.get()
-    if ctx is not None and _step_key.get() is None:
-        from durable.children import run_child
-
-        return run_child(ctx, wf, args, kwargs)
-    from durable.engine import current_engine
-
-    return current_engine(wf.name).run(wf, *args, **kwargs)
-
-
-def run_in_step(key: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> Any:
-    """Run a step body with ``step_key()`` set (used by the engine's step runners)."""
-    token = _step_key.set(key)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        _step_key.reset(token)

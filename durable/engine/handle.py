@@ -1,0 +1,56 @@
+"""A handle on one workflow, from any process that opens its database."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from durable.status import Status
+
+if TYPE_CHECKING:
+    from durable.engine.engine import Engine
+    from durable.events import Event
+
+
+class WorkflowHandle:
+    """A reference to one workflow, from any process that opens its database."""
+
+    def __init__(self, engine: Engine, workflow_id: str) -> None:
+        self.engine = engine
+        self.workflow_id = workflow_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle {self.workflow_id!r}>"
+
+    def status(self) -> Status:
+        """The workflow's current state."""
+        return Status(self.engine.row(self.workflow_id).status)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the workflow to end; return its result.
+
+        Raises:
+            WorkflowFailed: it failed (the original error is ``__cause__``).
+            WorkflowCancelled: it was cancelled.
+            NonDeterminismError: its code diverged from its history (it stays resumable).
+            WaitTimeout: ``timeout`` seconds passed first.
+        """
+        return self.engine.result(self.workflow_id, timeout)
+
+    def signal(self, name: str, payload: Any = None) -> None:
+        """Send it a signal (see Engine.send_signal)."""
+        self.engine.send_signal(self.workflow_id, name, payload)
+
+    def pause(self) -> None:
+        self.engine.pause(self.workflow_id)
+
+    def resume(self) -> None:
+        self.engine.resume(self.workflow_id)
+
+    def cancel(self) -> None:
+        self.engine.cancel(self.workflow_id)
+
+    def history(self) -> list[Event]:
+        return self.engine.history(self.workflow_id)
+
+    def get_event(self, key: str, default: Any = None, timeout: float | None = None) -> Any:
+        return self.engine.get_event(self.workflow_id, key, default, timeout)

@@ -1,0 +1,183 @@
+"""Running one workflow run by replay until it ends or suspends, and replaying a run
+against the current code without running anything."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from durable import serialization as ser
+from durable.errors import (
+    NonDeterminismError,
+    RecoveryLimitExceeded,
+    UnknownWorkflow,
+    Unwind,
+    WorkflowFailed,
+    WorkflowTimeout,
+)
+from durable.replay import History
+from durable.runtime.calls import ContinueAsNew
+from durable.runtime.context import (
+    Cancelled,
+    ReplayEnd,
+    Suspend,
+    TimedOut,
+    WorkflowContext,
+    current_context,
+)
+from durable.runtime.ending import finish, replay_compensations
+from durable.runtime.host import Host
+from durable.runtime.registry import Workflow, find_workflow
+from durable.runtime.rows import decode_input, encode_input, outcome
+from durable.status import Status
+from durable.store import Fenced, NewEvent, WorkflowRow
+
+log = logging.getLogger("durable")
+
+#: A workflow whose code diverged is tried again this often (a fixed deploy may land).
+DIVERGED_RETRY_S = 60.0
+
+
+def _invoke(workflow: Workflow, row: WorkflowRow) -> Any:
+    args, kwargs = decode_input(row)
+    if workflow.is_async:
+        return asyncio.run(workflow.fn(*args, **kwargs))
+    return workflow.fn(*args, **kwargs)
+
+
+def execute(host: Host, row: WorkflowRow | None) -> None:
+    """Run one claimed workflow by replay until it ends or suspends."""
+    while row is not None:
+        row = _execute_run(host, row)
+
+
+def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
+    """Run one run of a workflow; the next run's row if it continued as new."""
+    workflow = find_workflow(row.name)
+    if workflow is None:
+        error = UnknownWorkflow(row.workflow_id, row.name)
+        log.warning("%s", error)
+        _set_aside(host, row, error, "a worker that imports its module")
+        return None
+    history = History(host.store.events(row.workflow_id, row.run))
+    ctx = WorkflowContext(host, row, history)
+    if row.recoveries > host.max_recoveries:
+        finish(ctx, Status.FAILURE, RecoveryLimitExceeded(row.workflow_id, row.recoveries))
+        return None
+    token = current_context.set(ctx)
+    try:
+        value = _invoke(workflow, row)
+        if ctx.diverged is None:
+            ctx.check_all_replayed()
+    except Suspend:
+        return None
+    except Fenced as fenced:
+        if fenced.reason.startswith("storage"):
+            log.error("%s; it will be recovered", fenced)
+        return None
+    except ContinueAsNew as new:
+        return _continue_as_new(host, ctx, workflow, new)
+    except Cancelled:
+        finish(ctx, Status.CANCELLED, None)
+        return None
+    except TimedOut:
+        finish(ctx, Status.FAILURE, WorkflowTimeout(row.workflow_id, workflow.timeout or 0.0))
+        return None
+    except NonDeterminismError as error:
+        ctx.diverged = ctx.diverged or error
+    except Unwind:
+        raise
+    except BaseException as error:  # sys.exit() in a workflow, too: a failure, not a hang
+        if ctx.diverged is None:
+            finish(ctx, Status.FAILURE, error)
+            return None
+    finally:
+        current_context.reset(token)
+    if ctx.diverged is not None:
+        log.error("%s", ctx.diverged)
+        _set_aside(host, row, ctx.diverged, "code that replays its history")
+        return None
+    finish(ctx, Status.SUCCESS, value)
+    return None
+
+
+def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow,
+                     new: ContinueAsNew) -> WorkflowRow | None:
+    """Close this run and run the same id again at once, with a fresh log."""
+    row = ctx.row
+    encoding, payload = encode_input(row.workflow_id, workflow, new.args_, new.kwargs)
+    run = row.run + 1
+    closing = finish_event(ctx, "workflow.continued", encoding, payload)
+    started = NewEvent(closing.position + 1, 0, "workflow.started", row.name,
+                       *ser.digest_text(new.args_, new.kwargs), encoding, payload, run=run)
+    host.store.append(row.workflow_id, host.owner, [closing, started], update={
+        "run": run, "input_encoding": encoding, "input": payload, "recoveries": 0,
+    })
+    return host.store.workflow(row.workflow_id)
+
+
+def _set_aside(host: Host, row: WorkflowRow, error: Exception, waiting: str) -> None:
+    """Leave a workflow unfinished with ``error`` shown, to be tried again later."""
+    host.store.append(row.workflow_id, host.owner, [], update={
+        "owner": None, "error": ser.encode_error(error), "waiting": waiting,
+        "wake_at": host.time() + DIVERGED_RETRY_S,
+    })
+
+
+def replay(host: Host, row: WorkflowRow) -> Any:
+    """Replay a workflow's history against the current code, running no step."""
+    workflow = find_workflow(row.name)
+    if workflow is None:
+        raise UnknownWorkflow(row.workflow_id, row.name)
+    ctx = WorkflowContext(host, row, History(host.store.events(row.workflow_id, row.run)),
+                          replaying=True)
+    token = current_context.set(ctx)
+    try:
+        value = _invoke(workflow, row)
+    except ReplayEnd as end:
+        if ctx.diverged is not None:
+            raise ctx.diverged from None
+        if row.status in (Status.SUCCESS, Status.FAILURE):
+            raise ctx.divergence(end.site, None) from None
+        return None
+    except NonDeterminismError:
+        raise
+    except (Cancelled, TimedOut):  # where a cancelled or timed-out run stopped
+        if replay_compensations(ctx):
+            ctx.check_all_replayed()
+        if not row.finished:
+            return None
+        return outcome(row)  # raises WorkflowCancelled, or WorkflowFailed
+    except Unwind:
+        raise
+    except BaseException as error:
+        if ctx.diverged is not None:
+            raise ctx.diverged from None
+        if replay_compensations(ctx):
+            ctx.check_all_replayed()
+        if row.status == Status.SUCCESS:
+            raise NonDeterminismError(
+                row.workflow_id, ctx.call, "a successful end", f"raise {error!r}", "replay",
+                "the workflow now fails where its history succeeded",
+            ) from error
+        raise WorkflowFailed(row.workflow_id, row.name, f"{type(error).__name__}: {error}") \
+            from error
+    finally:
+        current_context.reset(token)
+    if ctx.diverged is not None:
+        raise ctx.diverged
+    ctx.check_all_replayed()
+    if row.status == Status.FAILURE:
+        raise NonDeterminismError(
+            row.workflow_id, ctx.call, "a failure", "a successful return", "replay",
+            "the workflow now succeeds where its history failed",
+        )
+    return value
+
+
+def finish_event(ctx: WorkflowContext, kind: str, encoding: str, payload: Any) -> NewEvent:
+    """The closing event of a run (call 0: the workflow itself)."""
+    position = ctx.position
+    ctx.position += 1
+    return NewEvent(position, 0, kind, ctx.row.name, "", "", encoding, payload)
