@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import _thread
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -19,58 +18,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from durable.errors import DatabaseError, EngineClosed
+from durable.errors import DatabaseError
 from durable.replay import Recorded, recorded_from_row
-from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
+from durable.store import Fenced, NewEvent, WorkflowRow
 from durable.store.cache import RunCache
-from durable.store.schema import MIGRATIONS
+from durable.store.sqlite_commit import (
+    SELECT_WORKFLOW,
+    Append,
+    Create,
+    fast_insert,
+    not_written,
+)
+from durable.store.sqlite_connect import BUSY_TIMEOUT_S, connect, preallocate_wal
 
 log = logging.getLogger("durable")
 
-SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
-BUSY_TIMEOUT_S = 60.0
-#: WAL frames after which a commit checkpoints (PASSIVE) on its way out, per mode. At
-#: "full", a small WAL that is checkpointed often starts over from its beginning and its
-#: commits overwrite blocks already on disk: their fdatasync skips the file-size update
-#: that an appended WAL costs, about twice as fast here. At "normal" commits do not sync,
-#: and each checkpoint syncs twice: rarer is cheaper.
-AUTOCHECKPOINT_FRAMES = {"full": 256, "normal": 10_000}
-#: Bytes the WAL is grown to when a "full" store that preallocates opens (see
-#: _preallocate_wal).
-WAL_PREALLOCATE = 1_536 * 1024
-
 _allocate_lock = _thread.allocate_lock
-_SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
 _RUNNABLE = (
     "SELECT workflow_id FROM workflows WHERE wake_at <= ? AND (owner IS NULL OR lease_until < ?)"
 )
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 _AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
-# After arming a wait, look once more, in the same transaction: no missed wake-up.
-_RECHECK = {
-    "signal": "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND EXISTS (SELECT 1 "
-    "FROM signals s WHERE s.workflow_id = workflows.workflow_id AND s.name = ? "
-    "AND s.consumed_position IS NULL)",
-    "child": "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND EXISTS (SELECT 1 "
-    "FROM workflows c WHERE c.workflow_id = ? AND c.status IN "
-    "('SUCCESS', 'FAILURE', 'CANCELLED'))",
-}
-_INSERT_EVENT = (
-    "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, args, "
-    "encoding, payload, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 class SQLiteStore:
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
 
     def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:
-        """``preallocate``: grow the WAL at once (see _preallocate_wal); worth it for a
+        """``preallocate``: grow the WAL at once (see preallocate_wal); worth it for a
         long-lived executor at "full", not for a client opened for a few calls."""
         self.path = path
         self._lock = threading.RLock()
-        self._conn = _connect(path, synchronous)
+        self._conn = connect(path, synchronous)
         # Reads on their own connection: WAL lets them run while a commit waits for its
         # fsync, which holds the writing connection (and _lock) for most of a commit.
         try:
@@ -81,10 +59,10 @@ class SQLiteStore:
             raise DatabaseError(path, str(error)) from error
         self._read_lock = threading.RLock()  # events() reads under it, through _read
         if preallocate and synchronous == "full":
-            _preallocate_wal(self._conn, path)
+            preallocate_wal(self._conn, path)
         self._synchronous = synchronous
         self._closed = False
-        self._pending: list[_Append | _Create] = []
+        self._pending: list[Append | Create] = []
         self._pending_lock = threading.Lock()
         self._leading = False  # a thread is committing the queued requests (see _submit)
         self._runs = RunCache()
@@ -126,7 +104,7 @@ class SQLiteStore:
     # -- workflows --------------------------------------------------------------
 
     def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        request = _Create(row, events)
+        request = Create(row, events)
         self._submit(request)  # group-committed with appends: many starts share an fsync
         return request.existing
 
@@ -137,7 +115,7 @@ class SQLiteStore:
             return claimed
         with self._writing(sync=False) as conn:
             rows = conn.execute(
-                f"{_SELECT_WORKFLOW} WHERE workflow_id IN ({_RUNNABLE} ORDER BY wake_at LIMIT ?)",
+                f"{SELECT_WORKFLOW} WHERE workflow_id IN ({_RUNNABLE} ORDER BY wake_at LIMIT ?)",
                 (now, now, limit),
             ).fetchall()
             for values in rows:
@@ -216,7 +194,7 @@ class SQLiteStore:
                 )
 
     def workflow(self, workflow_id: str) -> WorkflowRow | None:
-        rows = self._read(f"{_SELECT_WORKFLOW} WHERE workflow_id = ?", (workflow_id,))
+        rows = self._read(f"{SELECT_WORKFLOW} WHERE workflow_id = ?", (workflow_id,))
         return WorkflowRow(*rows[0]) if rows else None
 
     def workflows(
@@ -229,7 +207,7 @@ class SQLiteStore:
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
-            f"{_SELECT_WORKFLOW} {where} ORDER BY created DESC, workflow_id LIMIT ?",
+            f"{SELECT_WORKFLOW} {where} ORDER BY created DESC, workflow_id LIMIT ?",
             (*params, limit),
         )
         return [WorkflowRow(*r) for r in rows]
@@ -309,12 +287,12 @@ class SQLiteStore:
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
     ) -> str | None:
-        request = _Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
+        request = Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
                           wake)
         self._submit(request)
         return request.control
 
-    def _submit(self, request: _Append | _Create) -> None:
+    def _submit(self, request: Append | Create) -> None:
         """Group commit: one thread at a time, the leader, commits every request queued
         by then in one transaction, then hands the lead to the oldest request queued
         meanwhile. The others sleep until theirs is done. Nobody's write is acknowledged
@@ -352,7 +330,7 @@ class SQLiteStore:
         finally:
             for request in batch:
                 if not request.done:  # closed, or the leader was interrupted first
-                    request.error = _not_written(request, self.path, self._closed)
+                    request.error = not_written(request, self.path, self._closed)
                     request.done = True
             with self._pending_lock:
                 successor = self._pending[0] if self._pending else None
@@ -367,26 +345,26 @@ class SQLiteStore:
                 if request.waiter is not None:
                     request.waiter.release()
 
-    def _commit(self, batch: list[_Append | _Create]) -> None:
+    def _commit(self, batch: list[Append | Create]) -> None:
         conn = self._conn
         try:
             # One event, nothing else: a single fenced INSERT ... SELECT, its own
             # transaction. It inserts nothing if we lost the workflow or a pause or
             # cancel waits; then the full path below finds out which.
             first = batch[0]
-            if len(batch) == 1 and isinstance(first, _Append) and first.simple and _fast_insert(
+            if len(batch) == 1 and isinstance(first, Append) and first.simple and fast_insert(
                 conn, first
             ):
                 return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for request in batch:
-                    if isinstance(request, _Create):
+                    if isinstance(request, Create):
                         request.apply(conn)
                         continue
                     if request.simple:
                         try:
-                            if _fast_insert(conn, request):
+                            if fast_insert(conn, request):
                                 continue
                         except Fenced as error:  # only this statement was undone
                             request.error = error
@@ -408,7 +386,7 @@ class SQLiteStore:
             # recovered later, and the failure is never recorded as the workflow's own.
             for request in batch:
                 request.error = request.error or (
-                    DatabaseError(self.path, str(error)) if isinstance(request, _Create)
+                    DatabaseError(self.path, str(error)) if isinstance(request, Create)
                     else Fenced(request.workflow_id, f"storage: {error}"))
         except BaseException as error:
             for request in batch:
@@ -458,272 +436,3 @@ class SQLiteStore:
         )
 
 
-def _not_written(request: _Append | _Create, path: str, closed: bool) -> BaseException:
-    """The error of a request that no commit carried."""
-    if isinstance(request, _Create):
-        return EngineClosed(path) if closed else DatabaseError(path, "the commit was interrupted")
-    return Fenced(request.workflow_id,
-                  "the engine was closed" if closed else "the commit was interrupted")
-
-
-class _Append:
-    """One append request waiting for a group commit."""
-
-    __slots__ = ("consume_signal", "control", "done", "error", "events", "owner", "publish",
-                 "recheck", "simple", "update", "waiter", "wake", "workflow_id")
-
-    def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
-                 update: dict[str, Any] | None, consume_signal: int | None,
-                 publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
-                 wake: str | None) -> None:
-        self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
-        self.consume_signal, self.publish, self.recheck, self.wake = (
-            consume_signal, publish, recheck, wake)
-        self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
-        self.done = False
-        self.control: str | None = None
-        self.error: BaseException | None = None
-        self.waiter: _thread.LockType | None = None
-
-    def apply(self, conn: sqlite3.Connection) -> None:
-        self.control = _apply(conn, self)
-
-
-class _Create:
-    """A new workflow (row and first events) waiting for a group commit."""
-
-    __slots__ = ("done", "error", "events", "existing", "row", "waiter", "workflow_id")
-
-    def __init__(self, row: WorkflowRow, events: list[NewEvent]) -> None:
-        self.row, self.events, self.workflow_id = row, events, row.workflow_id
-        self.done = False
-        self.existing: WorkflowRow | None = None
-        self.error: BaseException | None = None
-        self.waiter: _thread.LockType | None = None
-
-    def apply(self, conn: sqlite3.Connection) -> None:
-        """Needs no savepoint: the first statement either inserts the row or writes
-        nothing, and a new workflow's events cannot conflict with any in the log."""
-        row = self.row
-        if conn.execute(_CREATE_WORKFLOW, tuple(getattr(row, c) for c in WORKFLOW_COLUMNS)
-                        ).rowcount == 0:
-            found = conn.execute(
-                f"{_SELECT_WORKFLOW} WHERE workflow_id = ?", (self.workflow_id,)
-            ).fetchone()
-            self.existing = WorkflowRow(*found)
-            return
-        _insert(conn, self.workflow_id, row.run, self.events, row.created)
-
-
-_CREATE_WORKFLOW = (
-    f"INSERT INTO workflows ({', '.join(WORKFLOW_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(WORKFLOW_COLUMNS))}) ON CONFLICT (workflow_id) DO NOTHING"
-)
-
-
-_FAST_INSERT = (
-    "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, args, encoding, "
-    "payload, created) SELECT ?, ?, run, ?, ?, ?, ?, ?, ?, ?, ? FROM workflows "
-    "WHERE workflow_id = ? AND owner = ? AND control IS NULL"
-)
-
-
-def _fast_insert(conn: sqlite3.Connection, request: _Append) -> bool:
-    """The common append in one statement; False when the full path must decide."""
-    e = request.events[0]
-    try:
-        cursor = conn.execute(_FAST_INSERT, (
-            request.workflow_id, e.position, e.call, e.kind, e.name, e.digest, e.args,
-            e.encoding, e.payload, time.time(), request.workflow_id, request.owner,
-        ))
-    except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
-        raise Fenced(request.workflow_id) from error
-    return cursor.rowcount == 1
-
-
-def _apply(conn: sqlite3.Connection, request: _Append) -> str | None:
-    """The full fenced append (see Store.append), inside the caller's transaction."""
-    now = time.time()
-    workflow_id, owner, events, update = (
-        request.workflow_id, request.owner, request.events, request.update)
-    found = conn.execute(
-        "SELECT owner, control, run FROM workflows WHERE workflow_id = ?", (workflow_id,)
-    ).fetchone()
-    if found is None or found[0] != owner:
-        raise Fenced(workflow_id)
-    control, run = found[1], found[2]
-    try:
-        _insert(conn, workflow_id, run, events, now)
-    except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
-        raise Fenced(workflow_id) from error
-    if request.consume_signal is not None:
-        conn.execute(
-            "UPDATE signals SET consumed_position = ? WHERE id = ? AND consumed_position IS NULL",
-            (events[0].position, request.consume_signal),
-        )
-    if request.publish is not None:
-        conn.execute("INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
-                     (workflow_id, *request.publish, now))
-    releases = update is not None and update.get("owner", owner) is None and (
-        update.get("status") not in TERMINAL_STATUSES
-    )
-    if control == "cancel" and releases:
-        update = None  # stay the owner: the caller unwinds into cancellation
-    if control == "pause" and releases:
-        update = {"status": "PAUSED", "owner": None, "wake_at": None,
-                  "control": None, "waiting": "resume", "wait_signal": None}
-    if update:
-        sets = ", ".join(f"{column} = ?" for column in update)
-        conn.execute(
-            f"UPDATE workflows SET {sets}, updated = ? WHERE workflow_id = ?",
-            (*update.values(), now, workflow_id),
-        )
-        if request.recheck is not None and control != "pause":
-            conn.execute(_RECHECK[request.recheck[0]], (now, workflow_id, request.recheck[1]))
-    if request.wake is not None:
-        conn.execute(
-            "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
-            "AND status = 'WAITING'",
-            (now, request.wake),
-        )
-    return str(control) if control else None
-
-
-def _insert(
-    conn: sqlite3.Connection, workflow_id: str, run: int, events: list[NewEvent], now: float
-) -> None:
-    conn.executemany(
-        _INSERT_EVENT,
-        [
-            (workflow_id, e.position, e.run or run, e.call, e.kind, e.name, e.digest, e.args,
-             e.encoding, e.payload, now)
-            for e in events
-        ],
-    )
-
-
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
-    if synchronous not in SYNCHRONOUS:
-        from durable.errors import InvalidArgument
-
-        raise InvalidArgument(
-            f"synchronous={synchronous!r} is not one of 'full', 'normal'; "
-            "use 'full' (survives power loss) or 'normal' (survives process crashes)."
-        )
-    if os.path.isdir(path):
-        raise DatabaseError(path, "it is a directory")
-    try:
-        conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
-        )
-    except sqlite3.Error as error:
-        raise DatabaseError(path, str(error)) from error
-    try:
-        # Read before anything writes: a file that is not SQLite fails here untouched. One
-        # read transaction, so that another process creating the schema meanwhile is seen
-        # whole or not at all (else: tables without a version, "another program's file").
-        conn.execute("BEGIN")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-        finally:
-            conn.execute("COMMIT")
-    except sqlite3.DatabaseError as error:
-        conn.close()
-        raise DatabaseError(path, f"not a SQLite database ({error})") from error
-    if version > len(MIGRATIONS):
-        conn.close()
-        raise DatabaseError(path, f"its schema version {version} is newer than this durable's")
-    if version == 0 and tables & {"workflows", "events", "signals"}:
-        conn.close()
-        raise DatabaseError(path, "it is a SQLite database of another program")
-    try:
-        _use_wal(conn)
-        conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_FRAMES[synchronous]}")
-        _migrate(conn, version)
-    except sqlite3.DatabaseError as error:
-        conn.close()
-        raise DatabaseError(path, str(error)) from error
-    return conn
-
-
-def _use_wal(conn: sqlite3.Connection) -> None:
-    """Switch the file to WAL, waiting for other processes that open it at the same time.
-
-    Changing the journal mode needs an exclusive lock and fails at once with "database is
-    locked" instead of waiting for the busy timeout: with many processes opening a new
-    file together, all but one would fail. A file already in WAL is left alone.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
-
-
-def _preallocate_wal(conn: sqlite3.Connection, path: str) -> None:
-    """Grow a small WAL file to WAL_PREALLOCATE bytes of blocks on disk.
-
-    A transaction that spills a zero blob into the WAL, then rolls back: the frames are
-    never committed (nothing changes in the database, and recovery ignores them), but
-    the file keeps its length. Later commits overwrite those blocks; see
-    AUTOCHECKPOINT_FRAMES for why that halves the cost of their fsync.
-    """
-    wal = path + "-wal"
-    if os.path.exists(wal) and os.path.getsize(wal) >= WAL_PREALLOCATE:
-        return
-    # Best effort, and quick: a busy database or a full disk only means slower commits.
-    (cache,) = conn.execute("PRAGMA cache_size").fetchone()
-    conn.execute("PRAGMA busy_timeout = 100")
-    conn.execute("PRAGMA cache_size = 1")  # every page spills to the WAL at once
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("CREATE TABLE durable_wal_scratch (b BLOB)")
-        conn.execute("INSERT INTO durable_wal_scratch VALUES (zeroblob(?))", (WAL_PREALLOCATE,))
-    except sqlite3.Error as error:
-        log.debug("%s: WAL not preallocated (%s); commits are slower until it grows", path, error)
-        return  # nothing was grown: nothing to sync
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.execute(f"PRAGMA cache_size = {cache}")
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    try:
-        fd = os.open(wal, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)  # allocate the blocks now, not at the first commit's fdatasync
-    finally:
-        os.close(fd)
-
-
-def _migrate(conn: sqlite3.Connection, version: int) -> None:
-    for number in range(version, len(MIGRATIONS)):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            if current == number:  # another process may have migrated meanwhile
-                for statement in _statements(MIGRATIONS[number]):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {number + 1}")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-def _statements(script: str) -> Iterator[str]:
-    """Split a migration into statements (``executescript`` would COMMIT on its own)."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            if buffer.strip():
-                yield buffer
-            buffer = ""

@@ -13,6 +13,7 @@ import pytest
 import durable
 from durable.store import Fenced, NewEvent
 from durable.store import sqlite as store_sqlite
+from durable.store.sqlite_connect import WAL_PREALLOCATE
 
 THREADS = 16
 APPENDS = 40
@@ -118,7 +119,7 @@ def test_a_full_store_opens_with_a_preallocated_wal_and_an_unchanged_database(
 ) -> None:
     path = str(tmp_path / "full.db")
     with durable.Engine(path, synchronous="full") as engine:
-        assert os.path.getsize(path + "-wal") >= store_sqlite.WAL_PREALLOCATE
+        assert os.path.getsize(path + "-wal") >= WAL_PREALLOCATE
         assert engine.run(hold, 7) == 7
         tables = {r[0] for r in sqlite3.connect(path).execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -133,7 +134,7 @@ def test_a_normal_store_or_a_client_does_not_grow_its_wal(
 ) -> None:
     path = str(tmp_path / "small.db")
     with durable.Engine(path, synchronous=synchronous, workers=workers):
-        assert os.path.getsize(path + "-wal") < store_sqlite.WAL_PREALLOCATE
+        assert os.path.getsize(path + "-wal") < WAL_PREALLOCATE
 
 
 def test_a_leader_interrupted_in_its_commit_leaves_nobody_waiting(

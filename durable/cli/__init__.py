@@ -1,0 +1,27 @@
+"""The ``durable`` command line: look at, steer and run the workflows of one database.
+
+::
+
+    durable list [--status S] [--name N]     workflows, newest first
+    durable show ID                          state, what it waits for, result or error
+    durable history ID                       its event log as a table
+    durable signal ID NAME [JSON]            send a signal from any process
+    durable pause|resume|cancel ID
+    durable replay ID -m MODULE              replay the log against the current code
+    durable fork ID --at N                   keep calls 1..N, run the rest anew
+    durable check MODULE...                  replay every unfinished workflow (pre-deploy gate)
+    durable worker MODULE... [--workers N]   run workflows until SIGTERM / Ctrl-C
+    durable demo                             kill -9 a workflow mid-way and watch it resume
+
+Every command takes ``--db PATH`` (default ``durable.db``, or ``$DURABLE_DB``). A
+MODULE is a dotted module name (importable from the current directory) or a file
+path. Errors of durable print as one line, ``error: ...``, with exit code 2;
+``check`` and ``replay`` exit with 1 when the code diverged from a history.
+"""
+
+from __future__ import annotations
+
+from durable.cli import control, inspect  # noqa: F401  (they register their commands)
+from durable.cli.common import CliError, cli, import_modules, main
+
+__all__ = ["CliError", "cli", "import_modules", "main"]

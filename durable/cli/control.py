@@ -1,0 +1,271 @@
+"""Commands that steer and run: signal, pause, resume, cancel, replay, fork, check,
+worker, demo."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+import click
+from rich.text import Text
+
+from durable.cli.common import (
+    EXIT_DIVERGED,
+    CliError,
+    cli,
+    client,
+    db_option,
+    import_modules,
+    make_console,
+    modules_option,
+    summarize,
+    workflow_names,
+)
+from durable.engine import Engine
+from durable.errors import NonDeterminismError, UnknownWorkflow, WorkflowFailed
+from durable.status import Status
+
+
+@cli.command("signal")
+@click.argument("workflow_id")
+@click.argument("name")
+@click.argument("payload", required=False)
+@db_option
+def signal_command(workflow_id: str, name: str, payload: str | None, db: str) -> None:
+    """Send signal NAME to a workflow, with an optional JSON payload.
+
+    \b
+    durable signal order-A-17 approved true
+    durable signal order-A-17 note '"ship it"'
+    """
+    value = None
+    if payload is not None:
+        try:
+            value = json.loads(payload)
+        except json.JSONDecodeError as error:
+            raise CliError(
+                f"the payload {payload!r} is not valid JSON ({error.msg}, column {error.colno}); "
+                "quote a string as '\"text\"'"
+            ) from None
+    with client(db) as engine:
+        engine.send_signal(workflow_id, name, value)
+    click.echo(f"sent signal {name!r} to {workflow_id}")
+
+
+@cli.command()
+@click.argument("workflow_id")
+@db_option
+def pause(workflow_id: str, db: str) -> None:
+    """Pause a workflow: no step runs until `durable resume`."""
+    with client(db) as engine:
+        engine.pause(workflow_id)
+        status = engine.handle(workflow_id).status()
+    if status == Status.PAUSED:
+        click.echo(f"{workflow_id} is PAUSED; `durable resume {workflow_id}` continues it")
+    else:
+        click.echo(f"{workflow_id} is {status}: it pauses at its next recorded call")
+
+
+@cli.command()
+@click.argument("workflow_id")
+@db_option
+def resume(workflow_id: str, db: str) -> None:
+    """Resume a paused workflow; it continues by replay on a worker."""
+    with client(db) as engine:
+        engine.resume(workflow_id)
+        status = engine.handle(workflow_id).status()
+    click.echo(f"{workflow_id} resumed ({status}); a worker that imports its module runs it")
+
+
+@cli.command()
+@click.argument("workflow_id")
+@db_option
+def cancel(workflow_id: str, db: str) -> None:
+    """Cancel a workflow at its next recorded call (at once if it waits)."""
+    with client(db) as engine:
+        engine.cancel(workflow_id)
+        status = engine.handle(workflow_id).status()
+    if status == Status.CANCELLED:
+        click.echo(f"{workflow_id} is CANCELLED")
+    else:
+        click.echo(f"cancel requested: {workflow_id} ({status}) ends as CANCELLED at its next "
+                   "call on a worker, after its compensations")
+
+
+# -- code against history ---------------------------------------------------------
+
+
+def _replay(engine: Engine, workflow_id: str) -> tuple[str, str]:
+    """Replay one workflow: ``("ok" | "diverged" | "unknown", what to tell)``."""
+    try:
+        value = engine.replay(workflow_id)
+    except NonDeterminismError as error:
+        return "diverged", str(error)
+    except UnknownWorkflow as error:
+        return "unknown", str(error)
+    except WorkflowFailed as error:
+        return "ok", f"replays to its recorded failure: {error.error}"
+    status = engine.handle(workflow_id).status()
+    if status == Status.SUCCESS:
+        return "ok", f"replays to its recorded result: {summarize(value, limit=200)}"
+    return "ok", f"every recorded call matches ({status})"
+
+
+@cli.command()
+@click.argument("workflow_id")
+@modules_option
+@db_option
+def replay(workflow_id: str, modules: tuple[str, ...], db: str) -> None:
+    """Replay a workflow's log against the current code, running no step."""
+    import_modules(modules)
+    with client(db) as engine:
+        outcome, message = _replay(engine, workflow_id)
+    if outcome == "unknown":
+        raise CliError(f"{message} (pass its module with -m MODULE)")
+    if outcome == "diverged":
+        click.echo(f"diverged: {message}")
+        sys.exit(EXIT_DIVERGED)
+    click.echo(f"{workflow_id}: {message}")
+
+
+@cli.command()
+@click.argument("workflow_id")
+@click.option("--at", type=click.IntRange(min=0), required=True,
+              help="Keep recorded calls 1..N; the rest runs anew.")
+@click.option("--id", "new_id", help="Id of the new workflow (default: ID-fork-XXXX).")
+@db_option
+def fork(workflow_id: str, at: int, new_id: str | None, db: str) -> None:
+    """Start a new workflow that keeps the first N calls of ID's history."""
+    with client(db) as engine:
+        handle = engine.fork(workflow_id, at=at, new_id=new_id)
+    click.echo(f"forked {workflow_id} at call #{at} as {handle.workflow_id}; "
+               "a worker that imports its module runs it")
+
+
+@cli.command()
+@click.argument("modules", nargs=-1, required=True)
+@db_option
+def check(modules: tuple[str, ...], db: str) -> None:
+    """Replay every unfinished workflow against MODULES: a gate before deploying them.
+
+    Exits 1 if any workflow diverged from its history or is not defined by MODULES.
+    """
+    import_modules(modules)
+    counts = {"ok": 0, "diverged": 0, "unknown": 0}
+    console = make_console()
+    with client(db) as engine:
+        unfinished = [info for info in engine.list_workflows(limit=sys.maxsize)
+                      if not info.status.finished]
+        for info in reversed(unfinished):  # oldest first
+            outcome, message = _replay(engine, info.workflow_id)
+            counts[outcome] += 1
+            label = {"ok": "[green]ok[/]", "diverged": "[bold red]DIVERGED[/]",
+                     "unknown": "[bold red]UNKNOWN[/]"}[outcome]
+            line = Text.from_markup(f"{label}  ")
+            line.append(f"{info.workflow_id} ({info.name})")
+            if outcome != "ok":
+                line.append(f"\n    {message}", style="red")
+            console.print(line)
+    bad = counts["diverged"] + counts["unknown"]
+    console.print(
+        f"checked {len(unfinished)} unfinished workflow(s): {counts['ok']} ok, "
+        f"{counts['diverged']} diverged, {counts['unknown']} not defined by these modules"
+    )
+    if bad:
+        sys.exit(EXIT_DIVERGED)
+
+
+# -- running --------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("modules", nargs=-1, required=True)
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Workflows run at once.")
+@click.option("--shutdown-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seconds to let running workflows reach their next call on shutdown.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@db_option
+def worker(modules: tuple[str, ...], workers: int, shutdown_timeout: float, log_level: str,
+           db: str) -> None:
+    """Run the workflows defined in MODULES until SIGTERM or Ctrl-C.
+
+    On shutdown, running workflows stop at their next recorded call and are released,
+    so the next worker (or engine) on the database resumes them. A second signal
+    exits at once; the workflows are then recovered as after a crash.
+    """
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from durable.runtime.registry import find_workflow
+
+    names = workflow_names(import_modules(modules))
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            click.echo("second signal: exiting now", err=True)
+            os._exit(128 + signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        engine = Engine(db, workers=workers).open()
+        try:
+            unknown = sorted({i.name for i in engine.list_workflows(limit=sys.maxsize)
+                              if not i.status.finished and find_workflow(i.name) is None})
+            click.echo(f"durable worker (pid {os.getpid()}) on {db}: {workers} workers; "
+                       f"workflows: {', '.join(names) or 'none'}", err=True)
+            if unknown:
+                click.echo(f"warning: unfinished workflows of other modules are left alone: "
+                           f"{', '.join(unknown)}", err=True)
+            while not stop.wait(0.2):
+                pass
+            click.echo("stopping: running workflows stop at their next call and are released",
+                       err=True)
+        finally:
+            engine.close(timeout=shutdown_timeout)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    click.echo("worker stopped; unfinished workflows resume on the next worker", err=True)
+    _exit_past_abandoned_steps()
+
+
+def _exit_past_abandoned_steps() -> None:
+    """Exit now if steps still run past the shutdown timeout.
+
+    At exit, Python joins the threads of every thread pool (the engine's ``durable-*``
+    threads), so it would wait for as long as those steps take. Their workflows were
+    released and their results can no longer be recorded: those steps run again on the
+    next worker (at least once, as after a crash).
+    """
+    deadline = time.monotonic() + 1.0  # idle pool threads take a moment to wind down
+    engine_threads = [t for t in threading.enumerate() if t.name.startswith("durable-")]
+    for thread in engine_threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [t for t in engine_threads if t.is_alive()]
+    if lingering:
+        click.echo(f"abandoned {len(lingering)} step(s) still running; they run again "
+                   "when their workflows resume", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+@cli.command()
+@click.option("--db", default="durable-demo.db", show_default=True,
+              type=click.Path(dir_okay=False),
+              help="A new file for the demo (an old demo database there is replaced).")
+def demo(db: str) -> None:
+    """Run a workflow, kill -9 its process mid-way, resume it in a new process."""
+    from durable.demo import run_demo
+
+    sys.exit(run_demo(db, make_console(piped_width=110)))
