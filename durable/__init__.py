@@ -29,7 +29,9 @@ from durable.runtime.calls import (
 from durable.runtime.children import ChildHandle, start_child
 from durable.runtime.context import now, step_key
 from durable.runtime.parallel import DurableFuture, gather, submit
+from durable.runtime.queues import Queue
 from durable.runtime.registry import RetryPolicy, Step, Workflow, step, workflow
+from durable.runtime.schedules import scheduled
 from durable.status import Status
 
 __version__ = "0.1.0"
@@ -39,6 +41,7 @@ __all__ = [
     "DurableFuture",
     "Engine",
     "Event",
+    "Queue",
     "RetryPolicy",
     "Status",
     "Step",
@@ -53,6 +56,7 @@ __all__ = [
     "patched",
     "randint",
     "random",
+    "scheduled",
     "set_event",
     "sleep",
     "start_child",

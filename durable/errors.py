@@ -112,6 +112,29 @@ class WorkflowConflict(DurableError):
         )
 
 
+class DuplicateWorkflow(DurableError):
+    """A queued start reused a ``dedup_id`` that an unfinished workflow of that queue holds."""
+
+    def __init__(self, queue: str, dedup_id: str, workflow_id: str) -> None:
+        self.queue, self.dedup_id, self.workflow_id = queue, dedup_id, workflow_id
+        super().__init__(
+            f"queue {queue!r} already holds dedup_id {dedup_id!r} for workflow "
+            f"{workflow_id!r}, which has not finished; wait for it to end "
+            f"(engine.handle({workflow_id!r}).result()) or use another dedup_id."
+        )
+
+
+class NotRetryable(DurableError):
+    """``retry`` reached a workflow that did not fail, was not cancelled and did not diverge."""
+
+    def __init__(self, workflow_id: str, status: str) -> None:
+        self.workflow_id, self.status = workflow_id, status
+        super().__init__(
+            f"cannot retry workflow {workflow_id!r}: it is {status}; only a FAILURE, "
+            "CANCELLED or DIVERGED workflow runs again (wait for it to end, or cancel it)."
+        )
+
+
 class WorkflowFailed(DurableError):
     """The workflow ended in FAILURE; the original error is ``__cause__``."""
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 class Status(StrEnum):
     """The state of a workflow (``SKIPPED`` is for DAG tasks)."""
 
+    ENQUEUED = "ENQUEUED"
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     RETRYING = "RETRYING"

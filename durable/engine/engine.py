@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
 from durable.engine import fork as forking
+from durable.engine import operations as ops
 from durable.engine.handle import WorkflowHandle
+from durable.engine.scheduler import schedule_row
 from durable.engine.threads import DaemonPool
 from durable.engine.worker import Executor, owner_id
 from durable.errors import (
@@ -27,13 +29,17 @@ from durable.errors import (
 )
 from durable.runtime import run as running
 from durable.runtime.host import register_host, unregister_host
+from durable.runtime.queues import Queue
 from durable.runtime.registry import Workflow, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
+from durable.runtime.schedules import check as check_schedule
 from durable.status import Status
-from durable.store import Store, WorkflowRow
+from durable.store import ScheduleRow, Store, WorkflowRow
 from durable.store.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
+    from datetime import datetime, timedelta
+
     from durable.events import Event, WorkflowInfo
     from durable.replay import CallSite
     from durable.runtime.context import WorkflowContext
@@ -130,19 +136,48 @@ class Engine:
     # -- starting -------------------------------------------------------------
 
     def start(
-        self, wf: Workflow | str, *args: Any, workflow_id: str | None = None, **kwargs: Any
+        self,
+        wf: Workflow | str,
+        *args: Any,
+        workflow_id: str | None = None,
+        queue: Queue | str | None = None,
+        priority: int | None = None,
+        dedup_id: str | None = None,
+        delay: float | timedelta | None = None,
+        start_at: datetime | None = None,
+        signal: tuple[str, Any] | None = None,
+        **kwargs: Any,
     ) -> WorkflowHandle:
         """Start a workflow and return its handle at once.
 
         Starting an id that exists returns the existing workflow (idempotent start).
 
+        Args:
+            queue: enqueue it (status ``ENQUEUED``) on this :class:`durable.Queue` (or
+                queue name); a worker that declares the queue runs it within its limits.
+            priority: its place in the queue: lower numbers run first, FIFO within one.
+            dedup_id: refuse a second start with this id while one in the queue with it
+                has not finished.
+            delay, start_at: start no earlier than ``delay`` (seconds or timedelta) from
+                now, or than the aware datetime ``start_at``.
+            signal: ``(name, payload)``: signal-with-start. Queue the signal for the
+                workflow in the same transaction that starts it (or finds it started).
+
         Raises:
             WorkflowConflict: the id exists and runs another workflow.
+            DuplicateWorkflow: ``dedup_id`` is held by an unfinished workflow of the queue.
+            WorkflowFinished: with ``signal``, the workflow with that id already ended.
             SerializationError: the arguments cannot be recorded.
         """
         self._check_open()
         workflow = _resolve(wf)
         workflow_id = workflow_id or str(uuid.uuid4())
+        if not (queue is None and priority is None and dedup_id is None and delay is None
+                and start_at is None and signal is None):
+            begin = ops.seconds_from_now(self.time(), delay, start_at, workflow_id)
+            ops.start_waiting(self, workflow, workflow_id, args, kwargs, queue=queue,
+                              priority=priority, dedup_id=dedup_id, begin=begin, signal=signal)
+            return WorkflowHandle(self, workflow_id)
         row = new_row(workflow, workflow_id, args, kwargs, self.time())
         started = started_event(workflow, row, args, kwargs)
         # With a worker free here, the new workflow is created already claimed by this
@@ -166,6 +201,75 @@ class Engine:
         else:
             self._executor.wake()
         return WorkflowHandle(self, workflow_id)
+
+    def start_many(
+        self, wf: Workflow | str, arguments: list[Any], workflow_ids: list[str] | None = None,
+        *, queue: Queue | str | None = None, priority: int | None = None,
+    ) -> list[WorkflowHandle]:
+        """Start one workflow per item of ``arguments``, all in one transaction.
+
+        An item that is a tuple is the positional arguments of its start; any other item
+        is its one argument. An id in ``workflow_ids`` that exists returns its handle, as
+        with :meth:`start`.
+
+        Example:
+            >>> handles = engine.start_many(resize, [("a.png", 64), ("b.png", 64)])
+        """
+        self._check_open()
+        ids = ops.start_many(self, _resolve(wf), arguments, workflow_ids, queue, priority,
+                             lambda: str(uuid.uuid4()))
+        return [WorkflowHandle(self, workflow_id) for workflow_id in ids]
+
+    def retry(self, workflow_id: str) -> WorkflowHandle:
+        """Run a FAILURE, CANCELLED or DIVERGED workflow again under its id, as a new run.
+
+        The new run keeps every call its last run recorded before the failure (a step
+        that failed, a child that had not ended, an attempt that was waiting to retry run
+        anew); a run whose compensations ran starts from the top. The old run's events
+        stay in the history. ``step_key()`` differs between runs.
+
+        Raises:
+            NotRetryable: the workflow is not FAILURE, CANCELLED or DIVERGED.
+        """
+        self._check_open()
+        ops.retry(self, workflow_id)
+        return WorkflowHandle(self, workflow_id)
+
+    def prune(self, older_than: timedelta | float, status: Status | str | None = None) -> int:
+        """Delete finished workflows that ended more than ``older_than`` ago, with their
+        events, signals and published values; returns how many were deleted.
+
+        Never deletes an unfinished workflow, an ancestor of one, or a child whose parent
+        has not finished. Works in batches of 500, so workers wait little.
+        """
+        self._check_open()
+        return ops.prune(self, older_than, None if status is None else Status(status).value)
+
+    def schedule(self, name: str, cron: str, wf: Workflow | str, *args: Any,
+                 timezone: str = "UTC", missed: str = "latest") -> None:
+        """Store a cron schedule: ``wf(scheduled_at, *args)`` at each tick, on any worker.
+
+        Replaces a schedule of that name (keeping its next tick if the cron is unchanged).
+        """
+        self._check_open()
+        check_schedule(cron, timezone, missed, f"engine.schedule({name!r})")
+        workflow = _resolve(wf)
+        self.store.put_schedule(schedule_row(name, cron, timezone, missed, workflow.name,
+                                             args, self.time(), declared=False))
+        self._executor.scheduler.changed()
+        self.wake()
+
+    def unschedule(self, name: str) -> bool:
+        """Remove a schedule; False if there was none. Ticks already started go on."""
+        self._check_open()
+        removed = self.store.delete_schedule(name)
+        self._executor.scheduler.changed()
+        return removed
+
+    def schedules(self) -> list[ScheduleRow]:
+        """Every stored schedule, with its next due time (``next_at``)."""
+        self._check_open()
+        return self.store.schedules()
 
     def run(self, wf: Workflow | str, *args: Any, workflow_id: str | None = None,
             **kwargs: Any) -> Any:

@@ -17,10 +17,12 @@ import uuid
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
+from durable.engine.scheduler import Scheduler
 from durable.engine.threads import DaemonPool
 from durable.errors import StepTimeout
 from durable.runtime.context import Cancelled, TimedOut, WorkflowContext
 from durable.runtime.isolation import run_in_process
+from durable.runtime.queues import served_queues
 from durable.runtime.run import execute
 from durable.runtime.steps import run_body
 from durable.status import Status
@@ -75,10 +77,12 @@ class Executor:
         self._busy_lock = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._pool: DaemonPool | None = None
+        self.scheduler = Scheduler(engine)
 
     def start(self) -> None:
         self.recover_dead_owners()
         self.engine.store.retry_set_aside()  # new code may have been deployed: try again
+        self.scheduler.declare()
         self._pool = DaemonPool(self.engine.workers, "durable-wf")
         for target, name in ((self._dispatch, "durable-dispatch"),
                              (self._heartbeat, "durable-heartbeat")):
@@ -137,12 +141,18 @@ class Executor:
             with self._busy_lock:
                 free = engine.workers - self._busy
             claimed: list[WorkflowRow] = []
-            if free > 0:
-                now = time.time()
-                try:
+            now = time.time()
+            try:
+                if self.scheduler.poll(now):
+                    now = time.time()
+                if free > 0:
                     claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
-                except Exception:  # a failed poll must not kill the dispatcher; try next tick
-                    log.exception("claiming workflows failed; retrying")
+                queues = served_queues()
+                if free > len(claimed) and queues:
+                    claimed += engine.store.claim_queued(
+                        engine.owner, now, now + engine.lease, free - len(claimed), queues)
+            except Exception:  # a failed poll must not kill the dispatcher; try next tick
+                log.exception("claiming workflows failed; retrying")
             for row in claimed:
                 with self._busy_lock:
                     self._busy += 1

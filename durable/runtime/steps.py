@@ -65,7 +65,8 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
         if retry["retry_at"] > time.time():
             raise wait_for_retry(ctx, retry["retry_at"],
                                   f"retry of {step.name} (attempt {attempt})")
-    key = f"{ctx.workflow_id}:{site.call}"
+    run = ctx.row.run  # unique across runs (continue_as_new, retry): DESIGN.md section 5
+    key = f"{ctx.workflow_id}:{site.call}" if run == 1 else f"{ctx.workflow_id}:{run}:{site.call}"
     while True:
         try:
             value = ctx.host.run_step(step, args, kwargs, key, ctx, site)

@@ -52,6 +52,11 @@ class WorkflowRow:
     deadline: float | None
     created: float
     updated: float
+    queue: str | None = None
+    priority: int = 0
+    dedup_id: str | None = None
+    start_at: float | None = None  # a deferred start: not dequeued before this time
+    dequeued: float | None = None  # when it left ENQUEUED (queues count these)
 
     @property
     def finished(self) -> bool:
@@ -73,6 +78,37 @@ class NewEvent(NamedTuple):
     encoding: str = "json"
     payload: Any = None
     run: int | None = None  # default: the workflow's current run
+
+
+class QueueLimits(NamedTuple):
+    """A queue as a worker serves it: its name and limits (None: no limit)."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_count: int | None = None
+    rate_per: float | None = None
+    priority: bool = True
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    """A stored cron schedule: ``workflow`` started with its input at each tick."""
+
+    name: str
+    cron: str
+    timezone: str
+    missed: str
+    workflow: str
+    input_encoding: str
+    input: Any
+    next_at: float  # the next tick not yet started
+    declared: bool  # from @durable.scheduled (re-declared by each worker) or engine.schedule
+    created: float
+    updated: float
+
+
+SCHEDULE_COLUMNS = tuple(ScheduleRow.__dataclass_fields__)
 
 
 class Store(Protocol):
@@ -160,6 +196,59 @@ class Store(Protocol):
 
     def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
         """The latest published value of ``key``."""
+
+    # -- queues, bulk starts, schedules, retry, prune (issue 13) ----------------------
+
+    def create_workflows(
+        self, items: list[tuple[WorkflowRow, list[NewEvent]]],
+        signal: tuple[str, str, Any] | None = None,
+    ) -> list[WorkflowRow | None]:
+        """Insert many workflows in one transaction: for each, None if inserted, else the
+        row that holds its id. Raises DuplicateWorkflow (nothing written) when a row's
+        ``(queue, dedup_id)`` is taken by an unfinished workflow. ``signal`` (name,
+        encoding, payload), for one item only, is queued for it in the same transaction
+        (signal-with-start); WorkflowFinished if that workflow already ended."""
+
+    def claim_queued(
+        self, owner: str, now: float, lease_until: float, limit: int, queues: list[QueueLimits]
+    ) -> list[WorkflowRow]:
+        """Dequeue up to ``limit`` ENQUEUED workflows of ``queues`` for ``owner``, within
+        each queue's global concurrency (unfinished dequeued workflows), this owner's
+        worker_concurrency and its sliding-window rate limit (dequeues in the last
+        ``rate_per`` seconds); lower priority first, then oldest."""
+
+    def new_run(
+        self, workflow_id: str, from_run: int, events: list[NewEvent], now: float,
+        deadline: float | None,
+    ) -> WorkflowRow | None:
+        """Retry: start run ``from_run + 1`` of an ended (FAILURE, CANCELLED, DIVERGED) or
+        set-aside workflow with ``events`` (positions after the log's end) as its start,
+        runnable at ``now``. None if the row is no longer in run ``from_run`` at rest."""
+
+    def prune(self, finished_before: float, statuses: list[str], limit: int) -> int:
+        """Delete up to ``limit`` finished workflows (of ``statuses``) last updated before
+        ``finished_before`` with their events, signals and published values; never one
+        that is an ancestor of an unfinished workflow. Returns how many it deleted."""
+
+    def put_schedule(self, row: ScheduleRow) -> None:
+        """Create or replace a schedule; one whose cron and timezone are unchanged keeps
+        its stored ``next_at`` (re-declaring a schedule does not skip or repeat ticks)."""
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove a schedule; False if there was none."""
+
+    def schedules(self) -> list[ScheduleRow]:
+        """Every schedule, by name."""
+
+    def next_schedule_due(self) -> float | None:
+        """The earliest ``next_at`` of any schedule, or None (the dispatcher's cheap look)."""
+
+    def fire_schedule(
+        self, name: str, due: float, next_at: float, items: list[tuple[WorkflowRow, list[NewEvent]]]
+    ) -> bool:
+        """If the schedule's ``next_at`` is still ``due``: create ``items`` (ids that exist
+        are left alone) and set ``next_at``; one transaction. False if another process
+        fired it first (or it was removed)."""
 
     def close(self) -> None:
         """Close the connection."""

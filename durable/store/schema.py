@@ -77,4 +77,48 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, key)
     ) WITHOUT ROWID;
     """,
+    # 2: queues (queue, priority, dedup_id, start_at, dequeued), schedules, and the one
+    # deletion the log allows: whole finished workflows named in `pruning` by durable prune.
+    """
+    ALTER TABLE workflows ADD COLUMN queue TEXT;
+    ALTER TABLE workflows ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workflows ADD COLUMN dedup_id TEXT;
+    ALTER TABLE workflows ADD COLUMN start_at REAL;
+    ALTER TABLE workflows ADD COLUMN dequeued REAL;
+    CREATE INDEX workflows_queue_ready ON workflows (queue, priority, created)
+        WHERE status = 'ENQUEUED';
+    CREATE INDEX workflows_queue_active ON workflows (queue, status, owner)
+        WHERE queue IS NOT NULL;
+    CREATE INDEX workflows_queue_started ON workflows (queue, dequeued)
+        WHERE queue IS NOT NULL;
+    CREATE UNIQUE INDEX workflows_dedup ON workflows (queue, dedup_id)
+        WHERE dedup_id IS NOT NULL
+        AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED');
+
+    CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        missed TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        input_encoding TEXT NOT NULL,
+        input BLOB,
+        next_at REAL NOT NULL,
+        declared INTEGER NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+
+    CREATE TABLE pruning (workflow_id TEXT PRIMARY KEY);
+    DROP TRIGGER events_append_only_delete;
+    CREATE TRIGGER events_append_only_delete BEFORE DELETE ON events
+    WHEN NOT EXISTS (
+        SELECT 1 FROM pruning p JOIN workflows w ON w.workflow_id = p.workflow_id
+        WHERE p.workflow_id = OLD.workflow_id
+        AND w.status IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')
+    )
+    BEGIN
+        SELECT RAISE(ABORT, 'durable events are append-only: DELETE refused (prune only)');
+    END;
+    """,
 ]

@@ -30,6 +30,7 @@ from durable.store.sqlite_commit import (
     not_written,
 )
 from durable.store.sqlite_connect import BUSY_TIMEOUT_S, connect, preallocate_wal
+from durable.store.sqlite_ops import PAUSED_ENQUEUED, SQLiteOps
 
 log = logging.getLogger("durable")
 
@@ -40,7 +41,11 @@ _RUNNABLE = (
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 _AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
-class SQLiteStore:
+# Never started: ENQUEUED, or paused while enqueued. A cancel ends it at once.
+_NOT_STARTED = f"(status = 'ENQUEUED' OR (status = 'PAUSED' AND waiting = '{PAUSED_ENQUEUED}'))"
+
+
+class SQLiteStore(SQLiteOps):
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
 
     def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:
@@ -136,11 +141,12 @@ class SQLiteStore:
                     ).fetchone()
                     row.recoveries = 1 if last > row.progress else row.recoveries + 1
                     row.progress = last
-                conn.execute(
+                conn.execute(  # dequeued: a deferred start (delay=) has left ENQUEUED
                     "UPDATE workflows SET owner = ?, lease_until = ?, status = 'RUNNING', "
-                    "error = NULL, recoveries = ?, progress = ?, updated = ? "
-                    "WHERE workflow_id = ?",
-                    (owner, lease_until, row.recoveries, row.progress, now, row.workflow_id),
+                    "error = NULL, recoveries = ?, progress = ?, updated = ?, "
+                    "dequeued = COALESCE(dequeued, ?) WHERE workflow_id = ?",
+                    (owner, lease_until, row.recoveries, row.progress, now, now,
+                     row.workflow_id),
                 )
                 row.owner, row.lease_until = owner, lease_until
                 claimed.append(row)
@@ -218,6 +224,11 @@ class SQLiteStore:
         with self._writing() as conn:
             # At rest (nobody runs it): paused at once. Running: it pauses itself at its
             # next recorded call. A pending cancel (or a compensation) wins over a pause.
+            conn.execute(  # still enqueued: resume puts it back in its queue
+                "UPDATE workflows SET status = 'PAUSED', wake_at = NULL, waiting = ?, "
+                "updated = ? WHERE workflow_id = ? AND status = 'ENQUEUED'",
+                (PAUSED_ENQUEUED, now, workflow_id),
+            )
             conn.execute(
                 "UPDATE workflows SET status = 'PAUSED', wake_at = NULL, waiting = 'resume', "
                 f"wait_signal = NULL, updated = ? WHERE workflow_id = ? AND {_AT_REST}",
@@ -237,6 +248,12 @@ class SQLiteStore:
                 "AND control = 'pause'",
                 (now, workflow_id),
             )
+            conn.execute(  # paused while enqueued: back in its queue (or to its start time)
+                "UPDATE workflows SET status = 'ENQUEUED', waiting = NULL, updated = ?, "
+                "wake_at = CASE WHEN queue IS NULL THEN COALESCE(start_at, ?) END "
+                "WHERE workflow_id = ? AND status = 'PAUSED' AND waiting = ?",
+                (now, now, workflow_id, PAUSED_ENQUEUED),
+            )
             conn.execute(
                 "UPDATE workflows SET status = 'RUNNING', wake_at = ?, waiting = NULL, "
                 "updated = ? WHERE workflow_id = ? AND status = 'PAUSED'",
@@ -245,6 +262,32 @@ class SQLiteStore:
 
     def request_cancel(self, workflow_id: str, now: float) -> None:
         with self._writing() as conn:
+            # Never started (enqueued or deferred): it ends CANCELLED here and never runs.
+            found = conn.execute(
+                f"SELECT run, name, parent_id FROM workflows WHERE workflow_id = ? "
+                f"AND {_NOT_STARTED}", (workflow_id,),
+            ).fetchone()
+            if found is not None:
+                conn.execute(
+                    "UPDATE workflows SET status = 'CANCELLED', wake_at = NULL, waiting = NULL, "
+                    "control = NULL, output_encoding = 'json', output = NULL, updated = ? "
+                    "WHERE workflow_id = ?", (now, workflow_id),
+                )
+                (last,) = conn.execute(
+                    "SELECT COALESCE(MAX(position), -1) FROM events WHERE workflow_id = ?",
+                    (workflow_id,),
+                ).fetchone()
+                conn.execute(
+                    "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, "
+                    "args, encoding, payload, created) VALUES (?, ?, ?, 0, "
+                    "'workflow.cancelled', ?, '', '', 'json', NULL, ?)",
+                    (workflow_id, last + 1, found[0], found[1], now),
+                )
+                conn.execute(  # a parent waiting for this child reads its end
+                    "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
+                    "AND status = 'WAITING'", (now, found[2]),
+                )
+                return
             # A waiting or paused workflow is woken at once; a running one unwinds at its
             # next call. One that is already compensating goes on doing so.
             conn.execute(

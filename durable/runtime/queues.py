@@ -1,0 +1,101 @@
+"""Queues: flow control for started workflows, declared at import time like workflows.
+
+A workflow started with ``queue=`` waits as ``ENQUEUED`` until a worker that declares
+the queue may dequeue it under the queue's limits. The limits are enforced by the store
+in the transaction that dequeues (see :meth:`durable.store.Store.claim_queued`), so that
+``concurrency`` and ``rate_limit`` hold across every process on the database.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from durable.errors import InvalidArgument
+from durable.store import QueueLimits
+
+QUEUES: dict[str, Queue] = {}
+
+
+class Queue:
+    """A named queue of workflows with global and per-worker limits.
+
+    Args:
+        name: the queue's name, given to ``engine.start(..., queue=name)``.
+        concurrency: at most this many of its workflows between dequeue and end, across
+            every process on the database (None: no limit). A workflow that sleeps or
+            waits for a signal after it was dequeued still holds its slot.
+        worker_concurrency: at most this many of its workflows running in one engine.
+        rate_limit: ``(count, per_seconds)``: at most ``count`` dequeues in any window
+            of ``per_seconds`` (sliding), across every process.
+        priority: honour ``priority=`` of starts (lower runs first); False: FIFO only.
+
+    Example:
+        >>> emails = durable.Queue("emails", concurrency=4, rate_limit=(50, 60))
+        >>> engine.start(send_email, "a@example.com", queue=emails)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: tuple[int, float | timedelta] | None = None,
+        priority: bool = True,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"Queue(name={name!r}): a queue needs a non-empty name")
+        for label, value in (("concurrency", concurrency),
+                             ("worker_concurrency", worker_concurrency)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InvalidArgument(
+                    f"Queue({name!r}, {label}={value!r}): give an int >= 1, or None for no limit"
+                )
+        rate: tuple[int, float] | None = None
+        if rate_limit is not None:
+            try:
+                count, per = rate_limit
+                per_s = per.total_seconds() if isinstance(per, timedelta) else float(per)
+            except (TypeError, ValueError):
+                per_s, count = -1.0, 0
+            if not isinstance(count, int) or count < 1 or per_s <= 0:
+                raise InvalidArgument(
+                    f"Queue({name!r}, rate_limit={rate_limit!r}): give (count, per_seconds) "
+                    "with count >= 1 and per_seconds > 0, e.g. rate_limit=(50, 60)"
+                )
+            rate = (count, per_s)
+        self.name = name
+        self.concurrency = concurrency
+        self.worker_concurrency = worker_concurrency
+        self.rate_limit = rate
+        self.priority = bool(priority)
+        existing = QUEUES.get(name)
+        if existing is not None and existing.limits() != self.limits():
+            raise InvalidArgument(
+                f"queue {name!r} is already declared as {existing!r}; declare each queue "
+                "once, in a module that every worker and client imports"
+            )
+        QUEUES[name] = self
+
+    def limits(self) -> QueueLimits:
+        """The queue as the store enforces it."""
+        count, per = self.rate_limit or (None, None)
+        return QueueLimits(self.name, self.concurrency, self.worker_concurrency, count, per,
+                           self.priority)
+
+    def __repr__(self) -> str:
+        return (f"Queue({self.name!r}, concurrency={self.concurrency}, "
+                f"worker_concurrency={self.worker_concurrency}, rate_limit={self.rate_limit})")
+
+
+def queue_name(queue: Queue | str) -> str:
+    """The name of a queue given as a :class:`Queue` or its name."""
+    if isinstance(queue, Queue):
+        return queue.name
+    if isinstance(queue, str) and queue:
+        return queue
+    raise InvalidArgument(f"queue={queue!r}: give a durable.Queue or the name of one")
+
+
+def served_queues() -> list[QueueLimits]:
+    """Every queue declared in this process: the queues its workers serve."""
+    return [q.limits() for q in QUEUES.values()]
