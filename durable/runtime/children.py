@@ -11,10 +11,12 @@ from durable import serialization as ser
 from durable.errors import WorkflowCancelled, WorkflowFailed, WorkflowFinished
 from durable.replay import CallSite, Recorded
 from durable.runtime.context import ReplayEnd, TimedOut, WorkflowContext, require
+from durable.runtime.queues import queued_row
 from durable.runtime.rows import new_row, started_event
 
 if TYPE_CHECKING:
     from durable.runtime.host import Host
+    from durable.runtime.queues import Queue
     from durable.runtime.registry import Workflow
 
 #: A parent waiting on a detached child (which does not wake it when it ends) looks again
@@ -92,22 +94,26 @@ def _outcome(workflow_id: str, workflow: Workflow, kind: str, encoding: str,
         from error
 
 
-def start_child(wf: Workflow, *args: Any, detached: bool = False, **kwargs: Any) -> ChildHandle:
+def start_child(wf: Workflow, *args: Any, detached: bool = False,
+                queue: Queue | str | None = None, priority: int | None = None,
+                **kwargs: Any) -> ChildHandle:
     """Start a child workflow (id ``parent-id/call-N``) and return a handle to wait on.
 
     A child inherits its parent's deadline and is cancelled when the parent fails or is
     cancelled; ``detached=True`` starts an independent workflow instead (no parent link,
-    no inherited deadline, not cancelled with the parent).
+    no inherited deadline, not cancelled with the parent). With ``queue=`` (and
+    ``priority=``) the child is enqueued and runs when its queue's limits allow.
 
     Example:
         >>> handles = [durable.start_child(resize, image) for image in images]
         >>> sizes = [h.result() for h in handles]
     """
-    return _start(require("start_child"), wf, args, kwargs, detached)
+    return _start(require("start_child"), wf, args, kwargs, detached, queue, priority)
 
 
 def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any],
-           detached: bool) -> ChildHandle:
+           detached: bool, queue: Queue | str | None = None,
+           priority: int | None = None) -> ChildHandle:
     site, recorded = ctx.begin("child", wf.name, args, kwargs)
     new_id = child_id(ctx.workflow_id, ctx.row.run, site.call)
     if recorded is None:
@@ -117,8 +123,14 @@ def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: di
             own = None if wf.timeout is None else host.time() + wf.timeout
             limits = [d for d in (ctx.row.deadline, own) if d is not None]
             deadline = min(limits) if limits else None
-        row = new_row(wf, new_id, args, kwargs, host.time(),
-                      parent_id=None if detached else ctx.workflow_id, deadline=deadline)
+        parent_id = None if detached else ctx.workflow_id
+        if queue is None and priority is None:
+            row = new_row(wf, new_id, args, kwargs, host.time(), parent_id=parent_id,
+                          deadline=deadline)
+        else:
+            row = queued_row(wf, new_id, args, kwargs, host.time(), queue=queue,
+                             priority=priority, dedup_id=None, begin=None,
+                             parent_id=parent_id, deadline=deadline)
         # Creating the child is idempotent by its deterministic id, so a crash between
         # these two transactions only means the next replay finds the child already there.
         host.store.create_workflow(row, [started_event(wf, row, args, kwargs)])

@@ -9,9 +9,12 @@ in the transaction that dequeues (see :meth:`durable.store.Store.claim_queued`),
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from durable.errors import InvalidArgument
-from durable.store import QueueLimits
+from durable.runtime.registry import Workflow
+from durable.runtime.rows import new_row
+from durable.store import QueueLimits, WorkflowRow
 
 QUEUES: dict[str, Queue] = {}
 
@@ -99,3 +102,37 @@ def queue_name(queue: Queue | str) -> str:
 def served_queues() -> list[QueueLimits]:
     """Every queue declared in this process: the queues its workers serve."""
     return [q.limits() for q in QUEUES.values()]
+
+
+def queued_row(workflow: Workflow, workflow_id: str, args: tuple[Any, ...],
+               kwargs: dict[str, Any], now: float, *, queue: Queue | str | None,
+               priority: int | None, dedup_id: str | None, begin: float | None,
+               parent_id: str | None = None, deadline: float | None = None) -> WorkflowRow:
+    """The row of a start that waits: in a queue, or until ``begin`` (``ENQUEUED``)."""
+    name = None if queue is None else queue_name(queue)
+    if name is None and (priority is not None or dedup_id is not None):
+        raise InvalidArgument(
+            f"start of {workflow.name} ({workflow_id!r}): priority= and dedup_id= order and "
+            "deduplicate a queue; give queue= too"
+        )
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+        raise InvalidArgument(f"start of {workflow_id!r}: priority={priority!r} must be an int "
+                              "(lower runs first)")
+    declared = QUEUES.get(name or "")
+    if priority is not None and declared is not None and not declared.priority:
+        raise InvalidArgument(
+            f"start of {workflow_id!r}: queue {name!r} was declared with priority=False; "
+            "declare it with priority=True to order its workflows by priority"
+        )
+    if dedup_id is not None and (not isinstance(dedup_id, str) or not dedup_id):
+        raise InvalidArgument(f"start of {workflow_id!r}: dedup_id must be a non-empty string")
+    row = new_row(workflow, workflow_id, args, kwargs, now, parent_id=parent_id,
+                  deadline=deadline)
+    if begin is not None and workflow.timeout is not None and parent_id is None:
+        row.deadline = begin + workflow.timeout  # its timeout counts from its start time
+    row.status, row.queue, row.priority, row.dedup_id = "ENQUEUED", name, priority or 0, dedup_id
+    row.start_at = begin
+    # Unqueued and deferred: the ordinary claim takes it at its time. Queued: only a
+    # worker that serves the queue dequeues it (wake_at stays empty until then).
+    row.wake_at = (begin if begin is not None else now) if name is None else None
+    return row
