@@ -102,8 +102,8 @@ def due_ticks(cron: str, timezone: str, missed: str, next_at: float, now: float
               ) -> tuple[list[float], float]:
     """The ticks to start now and the schedule's next ``next_at``.
 
-    A tick is on time while it is at most ``min(60 s, the cron's interval)`` old; older
-    ticks were missed (no worker ran) and ``missed`` decides them.
+    A tick is on time while it is at most ``min(60 s, half the cron's interval)`` old;
+    older ticks were missed (no worker ran) and ``missed`` decides them.
     """
     if next_at > now:
         return [], next_at
@@ -116,7 +116,7 @@ def due_ticks(cron: str, timezone: str, missed: str, next_at: float, now: float
         return ticks, tick
     latest = max(last_tick(cron, timezone, now), next_at)
     following = next_tick(cron, timezone, latest)
-    grace = min(60.0, following - latest)
+    grace = min(60.0, (following - latest) / 2)
     if missed == "skip" and now - latest > grace:
         return [], following
     return [latest], following

@@ -217,7 +217,10 @@ class SQLiteOps:
             return conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
 
     def schedules(self) -> list[ScheduleRow]:
-        return [ScheduleRow(*r) for r in self._read(f"{_SELECT_SCHEDULE} ORDER BY name")]
+        rows = [ScheduleRow(*r) for r in self._read(f"{_SELECT_SCHEDULE} ORDER BY name")]
+        for row in rows:
+            row.declared = bool(row.declared)
+        return rows
 
     def next_schedule_due(self) -> float | None:
         """The earliest ``next_at`` of any schedule (a cheap look for the dispatcher)."""

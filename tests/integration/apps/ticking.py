@@ -1,4 +1,7 @@
-"""A workflow scheduled every second (every tick started, even missed ones)."""
+"""A workflow scheduled every second (every tick started, even missed ones).
+
+Only worker processes import this module: a declared schedule fires in every engine with
+workers in the process that imports it."""
 
 from __future__ import annotations
 
@@ -20,15 +23,3 @@ def every_second(scheduled_at: datetime) -> str:
 def _tick(scheduled_at: datetime) -> str:
     effect(f"tick {scheduled_at.isoformat()} {os.getpid()}")
     return scheduled_at.isoformat()
-
-
-@durable.step
-def _runtime_tick(scheduled_at: datetime, label: str) -> str:
-    effect(f"{label} {scheduled_at.isoformat()} {os.getpid()}")
-    return label
-
-
-@durable.workflow(name="ticking.runtime")
-def runtime_tick(scheduled_at: datetime, label: str) -> str:
-    """Scheduled at run time by the tests (engine.schedule)."""
-    return _runtime_tick(scheduled_at, label)
