@@ -27,9 +27,9 @@ EXIT_DIVERGED = 1
 EXIT_ERROR = 2
 
 _STATUS_STYLE = {
-    "PENDING": "dim", "RUNNING": "cyan", "RETRYING": "yellow", "WAITING": "yellow",
-    "PAUSED": "magenta", "SUCCESS": "green", "FAILURE": "bold red", "CANCELLED": "dim",
-    "SKIPPED": "dim",
+    "ENQUEUED": "dim", "PENDING": "dim", "RUNNING": "cyan", "RETRYING": "yellow",
+    "WAITING": "yellow", "PAUSED": "magenta", "SUCCESS": "green", "FAILURE": "bold red",
+    "CANCELLED": "dim", "SKIPPED": "dim",
 }
 KIND_STYLE = {"step": "green", "signal": "magenta", "sleep": "blue", "child": "cyan",
                "workflow": "bold", "value": "dim"}

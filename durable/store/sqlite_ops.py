@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from durable.errors import DuplicateWorkflow, WorkflowFinished
+from durable.errors import DuplicateWorkflow, WorkflowConflict, WorkflowFinished
 from durable.store import (
     SCHEDULE_COLUMNS,
     TERMINAL_STATUSES,
@@ -31,9 +31,6 @@ PAUSED_ENQUEUED = "resume (still enqueued)"
 _INSERT_WORKFLOW = (
     f"INSERT INTO workflows ({', '.join(WORKFLOW_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(WORKFLOW_COLUMNS))}) ON CONFLICT (workflow_id) DO NOTHING"
-)
-_READY = (
-    "status = 'ENQUEUED' AND queue IN ({marks}) AND (start_at IS NULL OR start_at <= ?)"
 )
 _SELECT_SCHEDULE = f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM schedules"
 
@@ -90,14 +87,23 @@ class SQLiteOps:
         claimed: list[WorkflowRow] = []
         if not queues or limit <= 0:
             return claimed
-        names = tuple(q.name for q in queues)
-        ready = _READY.format(marks=", ".join("?" * len(names)))
-        # A read first: an idle poll must not take the write lock from other processes.
-        if not self._read(f"SELECT 1 FROM workflows WHERE {ready} LIMIT 1", (*names, now)):
+        # Reads first: an idle poll, or one whose queues are all at their limits, must not
+        # take the write lock from other processes. The write transaction counts again.
+        ready = [q for q in queues if self._read(
+            "SELECT 1 FROM workflows WHERE status = 'ENQUEUED' AND queue = ? "
+            "AND (start_at IS NULL OR start_at <= ?) LIMIT 1", (q.name, now))]
+
+        def read_one(sql: str, params: tuple[Any, ...]) -> Any:
+            return self._read(sql, params)[0]
+
+        if all(_room(read_one, q, owner, now, limit) <= 0 for q in ready):
             return claimed
         with self._writing(sync=False) as conn:
-            for queue in queues:
-                room = _room(conn, queue, owner, now, limit - len(claimed))
+            def write_one(sql: str, params: tuple[Any, ...]) -> Any:
+                return conn.execute(sql, params).fetchone()
+
+            for queue in ready:
+                room = _room(write_one, queue, owner, now, limit - len(claimed))
                 if room <= 0:
                     continue
                 order = "priority, created, workflow_id" if queue.priority else (
@@ -228,26 +234,27 @@ class SQLiteOps:
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
 
-def _room(conn: sqlite3.Connection, queue: QueueLimits, owner: str, now: float,
-          room: int) -> int:
-    """How many more workflows of ``queue`` may be dequeued now, at most ``room``."""
+def _room(one: Callable[[str, tuple[Any, ...]], Any], queue: QueueLimits, owner: str,
+          now: float, room: int) -> int:
+    """How many more workflows of ``queue`` may be dequeued now, at most ``room``;
+    ``one(sql, params)`` runs a query and returns its one row."""
     if queue.concurrency is not None:
-        (active,) = conn.execute(
+        (active,) = one(
             f"SELECT COUNT(*) FROM workflows WHERE queue = ? AND status IN {_ACTIVE} "
             "AND dequeued IS NOT NULL", (queue.name,),
-        ).fetchone()
+        )
         room = min(room, queue.concurrency - active)
     if queue.worker_concurrency is not None and room > 0:
-        (mine,) = conn.execute(
+        (mine,) = one(
             f"SELECT COUNT(*) FROM workflows WHERE queue = ? AND status IN {_ACTIVE} "
             "AND owner = ?", (queue.name, owner),
-        ).fetchone()
+        )
         room = min(room, queue.worker_concurrency - mine)
     if queue.rate_count is not None and queue.rate_per is not None and room > 0:
-        (recent,) = conn.execute(
+        (recent,) = one(
             "SELECT COUNT(*) FROM workflows WHERE queue = ? AND dequeued > ?",
             (queue.name, now - queue.rate_per),
-        ).fetchone()
+        )
         room = min(room, queue.rate_count - recent)
     return room
 
@@ -284,6 +291,8 @@ def _insert(conn: sqlite3.Connection, row: WorkflowRow, events: list[NewEvent]
 
 def _signal_with_start(conn: sqlite3.Connection, row: WorkflowRow, existing: WorkflowRow | None,
                        signal: tuple[str, str, Any]) -> None:
+    if existing is not None and existing.name != row.name:  # no signal to the wrong workflow
+        raise WorkflowConflict(row.workflow_id, existing.name, row.name)
     if existing is not None and existing.finished:
         raise WorkflowFinished(row.workflow_id, existing.status, f"signal {signal[0]!r} to")
     now = time.time()

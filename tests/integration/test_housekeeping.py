@@ -252,3 +252,12 @@ def test_durable_start_refuses_what_it_cannot_start(db: str) -> None:
     assert bad.returncode == 2 and "MODULE:WORKFLOW" in bad.stderr
     missing = durable_cli("start", "apps.queued:nothing", "--db", db)
     assert missing.returncode == 2 and "no workflow 'nothing'" in missing.stderr
+
+
+def test_signal_with_start_to_an_id_of_another_workflow_queues_nothing(
+    engine: durable.Engine,
+) -> None:
+    engine.start(queued.waits_for_go, workflow_id="taken")
+    with pytest.raises(durable.errors.WorkflowConflict):
+        engine.start(queued.collect, 1, workflow_id="taken", signal=("item", 1))
+    assert engine.store.signals("taken") == []

@@ -160,3 +160,13 @@ def test_bad_queue_arguments_are_refused_with_the_fix(engine: durable.Engine) ->
         durable.Queue("bad", rate_limit=(0, 1))
     with pytest.raises(durable.errors.InvalidArgument, match="already declared"):
         durable.Queue("limited", concurrency=3)
+
+
+def test_a_dequeued_workflow_that_waits_keeps_its_slot(engine: durable.Engine) -> None:
+    waiting = engine.start(queued.waits_for_go, queue=queued.ordered)
+    wait_until(lambda: waiting.status() == durable.Status.WAITING, what="the first to wait")
+    behind = engine.start(queued.job, "behind", 0.0, queue=queued.ordered)
+    engine.start(queued.job, "elsewhere", 0.0, queue="limited").result(timeout=10)
+    assert behind.status() == durable.Status.ENQUEUED  # concurrency=1 is held by the waiter
+    waiting.signal("go", "ok")
+    assert behind.result(timeout=10) == "behind"
