@@ -84,9 +84,10 @@ def main() -> None:
 
 
 @contextmanager
-def client(db: str) -> Iterator[Engine]:
-    """An engine that only reads, starts and signals, on a database that must exist."""
-    if not os.path.exists(db):
+def client(db: str, create: bool = False) -> Iterator[Engine]:
+    """An engine that only reads, starts and signals, on a database that must exist
+    (unless ``create``: `durable start` may be the first to use a database)."""
+    if not create and not os.path.exists(db):
         # Opening would create an empty database: `durable list` in the wrong directory
         # must say so instead of leaving a stray durable.db behind.
         raise CliError(f"no database at {db!r}; pass --db PATH or set $DURABLE_DB")

@@ -68,7 +68,7 @@ def start_command(target: str, args: tuple[str, ...], workflow_id: str | None,
     if not isinstance(wf, Workflow):
         raise CliError(f"{module_name} has no workflow {attribute!r}; decorate it with "
                        "@durable.workflow")
-    with client(db) as engine:
+    with client(db, create=True) as engine:
         handle = engine.start(wf, *_json_args(args), workflow_id=workflow_id, queue=queue,
                               priority=priority)
         status = handle.status()

@@ -41,8 +41,14 @@ _RUNNABLE = (
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 _AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
-# Never started: ENQUEUED, or paused while enqueued. A cancel ends it at once.
-_NOT_STARTED = f"(status = 'ENQUEUED' OR (status = 'PAUSED' AND waiting = '{PAUSED_ENQUEUED}'))"
+# Never started: ENQUEUED, paused while enqueued, or PENDING with nothing recorded yet
+# (no worker took it). A cancel ends it at once: not even its code before its first
+# recorded call runs.
+_NOT_STARTED = (
+    f"(status = 'ENQUEUED' OR (status = 'PAUSED' AND waiting = '{PAUSED_ENQUEUED}') "
+    "OR (status = 'PENDING' AND owner IS NULL AND NOT EXISTS (SELECT 1 FROM events e "
+    "WHERE e.workflow_id = workflows.workflow_id AND e.call > 0)))"
+)
 
 
 class SQLiteStore(SQLiteOps):

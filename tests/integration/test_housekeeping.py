@@ -261,3 +261,27 @@ def test_signal_with_start_to_an_id_of_another_workflow_queues_nothing(
     with pytest.raises(durable.errors.WorkflowConflict):
         engine.start(queued.collect, 1, workflow_id="taken", signal=("item", 1))
     assert engine.store.signals("taken") == []
+
+
+def test_a_cancel_before_any_worker_took_a_workflow_ends_it_at_once(db: str) -> None:
+    with durable.Engine(db, workers=0) as client:
+        pending = client.start(queued.job, "never", 0.0)
+        assert pending.status() == durable.Status.PENDING
+        pending.cancel()
+        assert pending.status() == durable.Status.CANCELLED
+    with durable.Engine(db, workers=2, poll_interval=0.01) as engine:
+        with pytest.raises(durable.errors.WorkflowCancelled):
+            engine.handle(pending.workflow_id).result(timeout=10)
+        assert [e.kind for e in engine.history(pending.workflow_id)] == [
+            "workflow.started", "workflow.cancelled"]
+
+
+def test_durable_start_creates_the_database_and_enqueues(tmp_path: Path) -> None:
+    db = str(tmp_path / "new.db")
+    started = durable_cli("start", "apps.queued:job", '"cli"', "0", "--id", "c1",
+                          "--queue", "ordered", "--priority", "2", "--db", db)
+    assert started.returncode == 0, started.stderr
+    assert "started c1 (apps.queued.job, ENQUEUED)" in started.stdout
+    with durable.Engine(db, workers=0) as client:
+        row = client.row("c1")
+    assert (row.queue, row.priority) == ("ordered", 2)
