@@ -2,7 +2,7 @@
 
 Schedules live in the database (``engine.schedule`` and ``@durable.scheduled``), so
 every worker sees them. The dispatcher asks :meth:`Scheduler.poll` on each pass; it
-costs one small read per second when nothing is due. A due tick is started by
+reads the (small) schedules table once a second when nothing is due. A due tick is started by
 :meth:`durable.store.Store.fire_schedule`, which moves the schedule's ``next_at`` only
 if no other process moved it first; the tick's workflow id ``name@ISO-time`` makes its
 start idempotent besides, so each tick runs once across any number of processes.
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable")
 
-#: Seconds between two reads of the earliest due time (a schedule added elsewhere).
+#: Seconds between two reads of the schedules (to see one added elsewhere).
 LOOK_EVERY = 1.0
+#: Seconds before a schedule whose tick failed to start is tried again.
+RETRY_FAILED = 60.0
 
 
 def schedule_row(name: str, cron: str, timezone: str, missed: str, workflow: str,
@@ -43,6 +45,7 @@ class Scheduler:
         self.engine = engine
         self._look_at = 0.0
         self._due: float | None = None
+        self._failed: dict[str, float] = {}  # schedule name -> when to try it again
 
     def declare(self) -> None:
         """Store the schedules declared with ``@durable.scheduled`` in this process."""
@@ -62,20 +65,36 @@ class Scheduler:
         store = self.engine.store
         if now >= self._look_at:
             self._look_at = now + LOOK_EVERY
-            self._due = store.next_schedule_due()
+            self._due = self._earliest(store.schedules(), now)
         if self._due is None or self._due > now:
             return False
         started = False
         for schedule in store.schedules():
-            if schedule.next_at <= now:
+            if schedule.next_at > now or not self._mine(schedule, now):
+                continue
+            try:
                 started = self._fire(schedule, now) or started
-        self._due = store.next_schedule_due()
+            except Exception:  # one broken schedule must not stop the others, nor claims
+                log.exception("schedule %r: starting its tick failed; trying again in %.0f s",
+                              schedule.name, RETRY_FAILED)
+                self._failed[schedule.name] = now + RETRY_FAILED
+        self._due = self._earliest(store.schedules(), now)
         return started
+
+    def _mine(self, schedule: ScheduleRow, now: float) -> bool:
+        """This engine can start its ticks: it imports the workflow, and the schedule did
+        not fail here lately. (A schedule of a workflow it does not import is left to
+        the workers that do.)"""
+        return (find_workflow(schedule.workflow) is not None
+                and self._failed.get(schedule.name, 0.0) <= now)
+
+    def _earliest(self, schedules: list[ScheduleRow], now: float) -> float | None:
+        due = [s.next_at for s in schedules if self._mine(s, now)]
+        return min(due) if due else None
 
     def _fire(self, schedule: ScheduleRow, now: float) -> bool:
         workflow = find_workflow(schedule.workflow)
-        if workflow is None:  # another worker that imports it will start the ticks
-            return False
+        assert workflow is not None  # see _mine
         ticks, next_at = due_ticks(schedule.cron, schedule.timezone, schedule.missed,
                                    schedule.next_at, now)
         args, kwargs = ser.decode(schedule.input_encoding, schedule.input)

@@ -240,9 +240,6 @@ class Store(Protocol):
     def schedules(self) -> list[ScheduleRow]:
         """Every schedule, by name."""
 
-    def next_schedule_due(self) -> float | None:
-        """The earliest ``next_at`` of any schedule, or None (the dispatcher's cheap look)."""
-
     def fire_schedule(
         self, name: str, due: float, next_at: float, items: list[tuple[WorkflowRow, list[NewEvent]]]
     ) -> bool:

@@ -228,11 +228,6 @@ class SQLiteOps:
             row.declared = bool(row.declared)
         return rows
 
-    def next_schedule_due(self) -> float | None:
-        """The earliest ``next_at`` of any schedule (a cheap look for the dispatcher)."""
-        rows = self._read("SELECT MIN(next_at) FROM schedules")
-        return None if not rows or rows[0][0] is None else float(rows[0][0])
-
 
 def _room(one: Callable[[str, tuple[Any, ...]], Any], queue: QueueLimits, owner: str,
           now: float, room: int) -> int:

@@ -121,3 +121,31 @@ def test_bad_schedules_are_refused_with_the_fix(engine: durable.Engine) -> None:
         durable.scheduled("* * * * *", missed="some")
     with pytest.raises(durable.errors.InvalidArgument, match="above @durable.workflow"):
         durable.scheduled("* * * * *")(print)  # type: ignore[arg-type]
+
+
+def test_a_broken_or_foreign_schedule_stops_neither_other_schedules_nor_workflows(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EFFECTS", str(tmp_path / "effects"))
+    from durable.engine.scheduler import schedule_row
+
+    with durable.Engine(db, workers=2, synchronous="normal", poll_interval=0.01) as engine:
+        real = engine.store.fire_schedule
+
+        def fire(name: str, *args: object) -> bool:
+            if name == "broken":
+                raise RuntimeError("a broken schedule")
+            return real(name, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(engine.store, "fire_schedule", fire)
+        foreign = schedule_row("foreign", "* * * * * *", "UTC", "latest", "not.imported.here",
+                               (), time.time() - 5, declared=False)
+        engine.store.put_schedule(foreign)
+        engine.schedule("broken", "* * * * * *", ticked.runtime_tick, "broken")
+        engine.schedule("fine", "* * * * * *", ticked.runtime_tick, "fine")
+        wait_until(lambda: seconds(effects(tmp_path / "effects"), "fine"), timeout=10,
+                   what="a tick of the working schedule")
+        assert engine.run(ticked.runtime_tick, datetime.now(UTC), "plain") == "plain"
+        left = {s.name: s.next_at for s in engine.schedules()}
+    assert left["foreign"] == foreign.next_at  # left to a worker that imports it
+    assert seconds(effects(tmp_path / "effects"), "broken") == []
