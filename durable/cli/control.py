@@ -216,7 +216,9 @@ def worker(modules: tuple[str, ...], workers: int, shutdown_timeout: float, log_
     """
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from durable.runtime.queues import QUEUES
     from durable.runtime.registry import find_workflow
+    from durable.runtime.schedules import SCHEDULES
 
     names = workflow_names(import_modules(modules))
     stop = threading.Event()
@@ -235,6 +237,9 @@ def worker(modules: tuple[str, ...], workers: int, shutdown_timeout: float, log_
                               if not i.status.finished and find_workflow(i.name) is None})
             click.echo(f"durable worker (pid {os.getpid()}) on {db}: {workers} workers; "
                        f"workflows: {', '.join(names) or 'none'}", err=True)
+            if QUEUES or SCHEDULES:
+                click.echo(f"queues: {', '.join(QUEUES) or 'none'}; declared schedules: "
+                           f"{', '.join(SCHEDULES) or 'none'}", err=True)
             if unknown:
                 click.echo(f"warning: unfinished workflows of other modules are left alone: "
                            f"{', '.join(unknown)}", err=True)

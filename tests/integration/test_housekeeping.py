@@ -285,3 +285,19 @@ def test_durable_start_creates_the_database_and_enqueues(tmp_path: Path) -> None
     with durable.Engine(db, workers=0) as client:
         row = client.row("c1")
     assert (row.queue, row.priority) == ("ordered", 2)
+
+
+def test_retry_of_a_diverged_workflow_keeps_the_calls_before_the_divergence(
+    engine: durable.Engine, effects_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handle = engine.start(queued.changing, workflow_id="changing")
+    wait_until(lambda: handle.status() == durable.Status.WAITING)
+    monkeypatch.setattr(queued, "VERSION", [2])  # a deploy that changes call 2
+    handle.signal("go")
+    wait_until(lambda: engine.row("changing").error is not None, what="the divergence")
+    with pytest.raises(durable.errors.NonDeterminismError):
+        handle.result(timeout=1)
+    engine.retry("changing")
+    assert handle.result(timeout=10) == ["first", "new-second"]
+    assert [(w[0], w[1]) for w in effects(effects_file)] == [
+        ("first", "changing:1"), ("old-second", "changing:2"), ("new-second", "changing:2:2")]

@@ -77,3 +77,15 @@ def waits_for_go() -> str:
 def collect(count: int) -> list[int]:
     """Returns the payloads of ``count`` signals named ``item``."""
     return [int(durable.wait_for_signal("item")) for _ in range(count)]
+
+
+#: The version of `changing` that is deployed: a test changes it to make it diverge.
+VERSION = [1]
+
+
+@durable.workflow
+def changing() -> list[str]:
+    first = record("first")
+    second = record("old-second") if VERSION[0] == 1 else record("new-second")
+    durable.wait_for_signal("go")
+    return [first, second]
