@@ -27,18 +27,21 @@ from durable.calls import (
 from durable.children import ChildHandle, start_child
 from durable.context import now, step_key
 from durable.engine import Engine, WorkflowHandle
-from durable.parallel import gather, submit
-from durable.registry import RetryPolicy, step, workflow
+from durable.parallel import DurableFuture, gather, submit
+from durable.registry import RetryPolicy, Step, Workflow, step, workflow
 from durable.status import Status
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChildHandle",
+    "DurableFuture",
     "Engine",
     "Event",
     "RetryPolicy",
     "Status",
+    "Step",
+    "Workflow",
     "WorkflowHandle",
     "WorkflowInfo",
     "compensate",
