@@ -98,10 +98,12 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
 
 def _secrets(url: str, headers: Mapping[str, str]) -> list[str]:
     """The secret values of a request, to scrub from error text."""
-    found = [value for name, value in headers.items() if name.lower() in CREDENTIAL_HEADERS]
-    for value in list(found):  # "Bearer abc", "a=1; b=2": the parts too
-        found.extend(part.strip() for part in re.split(r"[ ;]", value) if part.strip())
-        found.extend(v for part in value.split(";") for _, _, v in [part.partition("=")] if v)
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() in CREDENTIAL_HEADERS:
+            found.append(value)
+            found.append(value.partition(" ")[2])  # the token of "Bearer <token>"
+            found.extend(part.partition("=")[2].strip() for part in value.split(";"))
     parts = urlsplit(url)
     if parts.password:
         found.extend((parts.password, unquote(parts.password)))
