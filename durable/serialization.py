@@ -19,7 +19,6 @@ that a live run can go on with exactly what a replay will see.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -163,24 +162,36 @@ def encode_checked(value: Any, annotation: Any = None) -> tuple[str, str | bytes
             return JSON, int.__repr__(value), value  # JSON's text, without the encoder
         except ValueError:
             pass  # more digits than int<->str conversion allows: pickle it
-    try:
-        return _encode_value(value, annotation)
-    except RecursionError as error:
-        raise Unserializable(_type_name(value), _TOO_DEEP) from error
+    return _encode_value(value, annotation, True)
 
 
 def encode(value: Any, annotation: Any = None) -> tuple[str, str | bytes]:
     """Encode ``value`` for the log, as ``(encoding, payload)``: :func:`encode_checked`
-    without the decoded value.
+    without making the decoded value (a pickle is still checked to read back).
 
     Raises:
         Unserializable: as :func:`encode_checked`.
     """
-    encoding, payload, _ = encode_checked(value, annotation)
+    kind = type(value)
+    if kind is str:
+        return JSON, _quote(value)
+    if kind is int:
+        try:
+            return JSON, int.__repr__(value)
+        except ValueError:
+            pass
+    encoding, payload, _ = _encode_value(value, annotation, False)
     return encoding, payload
 
 
-def _encode_value(value: Any, annotation: Any) -> tuple[str, str | bytes, Any]:
+def _encode_value(value: Any, annotation: Any, copy: bool) -> tuple[str, str | bytes, Any]:
+    try:
+        return _encode_any(value, annotation, copy)
+    except RecursionError as error:
+        raise Unserializable(_type_name(value), _TOO_DEEP) from error
+
+
+def _encode_any(value: Any, annotation: Any, copy: bool) -> tuple[str, str | bytes, Any]:
     kind = type(value)
     if kind in _SCALAR_TYPES:
         if kind is not int:  # float, bool, None (a huge int goes on to pickle)
@@ -191,7 +202,7 @@ def _encode_value(value: Any, annotation: Any) -> tuple[str, str | bytes, Any]:
         except ValueError:
             pass  # an int with too many digits for JSON: pickle it
         else:
-            return JSON, payload, loads(payload)
+            return JSON, payload, loads(payload) if copy else None
     if _usable_annotation(annotation):
         written = _encode_pydantic(value, annotation)
         if written is not None:
@@ -403,25 +414,31 @@ def _canonical(value: Any, fields: bool = False) -> Any:
         return [_canonical(item, fields) for item in value]
     if isinstance(value, set | frozenset):
         return {"set": sorted(json.dumps(_canonical(item, fields)) for item in value)}
-    record = _record_fields(value)
-    if record is not None:
-        form = {"dict": [[name, _canonical(field, True)] for name, field in record]}
+    form = _record_form(value)
+    if form is not None:
         return form if fields else {_type_name(value): form}
     return {_type_name(value): _describe(value)}
 
 
-def _record_fields(value: Any) -> list[tuple[str, Any]] | None:
+def _record_form(value: Any) -> Any:
     """A dataclass's or pydantic model's fields in their order, or None for others."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+        return {"dict": [[f.name, _canonical(getattr(value, f.name), True)]
+                         for f in dataclasses.fields(value)]}
     dump = getattr(value, "model_dump", None)
     if not callable(dump) or isinstance(value, type):
         return None
+    try:
+        dumped = dump()
+    except Exception:
+        return None  # a serializer that fails: describe it like any object
+    if type(dumped) is not dict:
+        return _canonical(dumped, True)  # a RootModel
     raw = {**(getattr(value, "__pydantic_extra__", None) or {}), **vars(value)}
-    # model_dump's text for scalars (serializers applied), the fields themselves for
+    # model_dump's value for scalars (serializers applied), the field itself for
     # containers and nested models, so that dicts inside are sorted like any dict.
-    return [(name, raw[name] if name in raw and isinstance(dumped, _CONTAINERS) else dumped)
-            for name, dumped in dump().items()]
+    return {"dict": [[name, _canonical(raw[name] if name in raw and isinstance(
+        field, _CONTAINERS) else field, True)] for name, field in dumped.items()]}
 
 
 _CONTAINERS = (dict, list, tuple, set, frozenset)
@@ -481,10 +498,10 @@ def digest_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str
                else _SCALAR_TYPES.issuperset(map(type, args)))
     text = None
     if scalars and not kwargs:
-        # scalars only: repr is exact, stable and cheaper than JSON (ValueError: an int
-        # with more digits than repr allows)
-        with contextlib.suppress(ValueError):
-            text = repr(args)
+        try:  # noqa: SIM105 (contextlib.suppress doubles the cost of this hot path)
+            text = repr(args)  # scalars only: repr is exact, stable and cheaper than JSON
+        except ValueError:
+            pass  # an int with more digits than repr allows
     if text is None:
         try:
             text = _compact_sorted([args, kwargs])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from durable import serialization as ser
 
@@ -40,6 +40,9 @@ class Model(BaseModel):
     alpha: Inner
     extra: dict[str, int]
     placed: dt.datetime
+
+
+Numbers = RootModel[list[int]]
 
 
 class Color(str, enum.Enum):  # noqa: UP042 (the classic str-Enum)
@@ -80,6 +83,7 @@ def old_cases() -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         ((dt.date(2026, 1, 2), dt.timedelta(seconds=5)), {"when": None}),
         ((("x", {"k": b"v"}),), {"opt": (1, 2)}),
         ((Inner,), {}),
+        ((Numbers([2, 1]),), {}),
     ]
 
 
@@ -109,6 +113,7 @@ PINNED = [
     '07aa3fe420eb4b1e',
     'be6f0710d5e2b079',
     '08f6cb87d4230a7d',
+    'e1bd2342f0913388',
 ]
 
 
