@@ -195,7 +195,9 @@ def _encode_value(value: Any, annotation: Any, copy: bool) -> tuple[str, str | b
 def _encode_any(value: Any, annotation: Any, copy: bool) -> tuple[str, str | bytes, Any]:
     kind = type(value)
     if kind in _SCALAR_TYPES:
-        if kind is not int:  # float, bool, None (a huge int goes on to pickle)
+        if kind is float and value - value == 0:  # finite: JSON writes its repr
+            return JSON, float.__repr__(value), value
+        if kind is not int:  # NaN, infinities, bool, None (a huge int goes on to pickle)
             return JSON, _compact(value), value
     elif is_plain_json(value):
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import json
 import math
 from typing import Any, NamedTuple
 
@@ -200,3 +201,10 @@ def test_same_value_compares_exact_types_and_contents() -> None:
     assert ser.same_value(Plain(1), Plain(1))  # no __eq__: equal by their pickle
     assert not ser.same_value(Plain(1), Plain(2))
     assert not ser.same_value({1, True and 2}, {1, 2.0})
+
+
+@given(st.floats() | st.booleans() | st.none() | st.integers() | st.text())
+def test_scalars_are_written_as_json_writes_them(value: Any) -> None:
+    encoding, payload, decoded = ser.encode_checked(value)
+    assert (encoding, payload) == (ser.JSON, json.dumps(value))
+    assert decoded is value
