@@ -362,6 +362,11 @@ def _describe(value: Any) -> Any:
     if (text and getattr(type(value), "__repr__", None) is not object.__repr__
             and " at 0x" not in text and "..." not in text):
         return text  # a repr of its own, without an address, is how digests were made
+    if isinstance(value, types.FunctionType):
+        # Not its pickle: a set in its closure would pickle in PYTHONHASHSEED order.
+        cells = [cell.cell_contents for cell in value.__closure__ or ()]
+        return {"function": [value.__module__, value.__qualname__, _code_form(value.__code__),
+                             _canonical([cells, value.__defaults__, value.__kwdefaults__])]}
     try:
         reduced = value.__reduce_ex__(4)
     except Exception:
@@ -385,6 +390,14 @@ def _describe(value: Any) -> Any:
             f"argument digest ({type(error).__name__}: {error})",
         ) from error
     return {"pickle": hashlib.blake2b(data, digest_size=16).hexdigest()}
+
+
+def _code_form(code: types.CodeType) -> list[Any]:
+    """A function's code: its bytecode, the names it uses and its constants (sorted
+    where they are sets), nested code included."""
+    consts = [_code_form(c) if isinstance(c, types.CodeType) else _canonical(c)
+              for c in code.co_consts]
+    return [code.co_code.hex(), list(code.co_names), consts]
 
 
 ARGS_TEXT_LIMIT = 200

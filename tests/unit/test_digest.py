@@ -164,6 +164,10 @@ class Slotted:  # no __dict__: its state is in slots
         self.value = value
 
 
+def adder(n: int) -> Any:
+    return lambda x: x + n
+
+
 def test_objects_are_never_digested_as_their_type_name_alone() -> None:
     assert ser.digest((Order(100),), {}) != ser.digest((Order(999),), {})
     assert ser.digest((Order(100),), {}) == ser.digest((Order(100),), {})
@@ -171,6 +175,7 @@ def test_objects_are_never_digested_as_their_type_name_alone() -> None:
     one, two = (lambda: 1), (lambda: 2)
     assert ser.digest((one,), {}) == ser.digest((one,), {})
     assert ser.digest((one,), {}) != ser.digest((two,), {})
+    assert ser.digest((adder(1),), {}) != ser.digest((adder(2),), {})
     _, text = ser.digest_text((Order(100),), {})
     assert "100" in text
 
@@ -205,6 +210,7 @@ cases = [
     ({{name: {{1}} for name in names}},),
     (Order(5),),
     (Outer("n", Inner(1, "x"), [], {{name: 1 for name in names}}),),
+    ((lambda v: v in {{"p", "q", "r"}} or v in names),),
 ]
 print([ser.digest(args, {{"kw": sorted(names)}}) for args in cases])
 """
