@@ -438,10 +438,8 @@ def digest_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str
 def _canonical_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     try:
         return _compact(_canonical([args, kwargs]))
-    except (RecursionError, ValueError):
-        pass  # too deep for the walk, or an int with more digits than JSON allows
-    except Unserializable:
-        raise _undigestable(args, kwargs) from None
+    except (RecursionError, ValueError, Unserializable):
+        pass  # too deep for the walk (a cycle), or an int with more digits than JSON allows
     try:
         data = cloudpickle.dumps((args, kwargs))
     except Exception:

@@ -186,6 +186,9 @@ def test_a_self_referencing_argument_is_digested_by_its_pickle() -> None:
     b: list[Any] = [2]
     b.append(b)
     assert ser.digest((a,), {}) != ser.digest((b,), {})
+    one, two = Order(1), Order(2)
+    one.me, two.me = one, two  # type: ignore[attr-defined]
+    assert ser.digest((one,), {}) != ser.digest((two,), {})
 
 
 def test_an_argument_that_can_be_neither_described_nor_pickled_is_a_clear_error() -> None:
