@@ -65,7 +65,8 @@ class Unserializable(Exception):
 
     def __init__(self, type_name: str, reason: str) -> None:
         self.type_name, self.reason = type_name, reason
-        super().__init__(f"a value of type {type_name} cannot be recorded: {reason}. {_ADVICE}.")
+        super().__init__(f"a value of type {type_name} cannot go through the event log: "
+                         f"{reason}. {_ADVICE}.")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Unserializable, (self.type_name, self.reason))
