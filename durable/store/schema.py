@@ -77,4 +77,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, key)
     ) WITHOUT ROWID;
     """,
+    # 2: the dashboard's workflow list, newest first, keyset-paginated on (created, id),
+    # unfiltered and by name (by status: workflows_status).
+    """
+    CREATE INDEX workflows_created ON workflows (created, workflow_id);
+    CREATE INDEX workflows_name ON workflows (name, created, workflow_id);
+    """,
 ]

@@ -24,6 +24,7 @@ from durable.replay import Recorded, recorded_from_row
 from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
 from durable.store.cache import RunCache
 from durable.store.schema import MIGRATIONS
+from durable.store.sqlite_reads import SQLiteReads
 
 log = logging.getLogger("durable")
 
@@ -60,7 +61,7 @@ _INSERT_EVENT = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteReads):
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
 
     def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:
