@@ -105,8 +105,9 @@ class SQLiteReads:
             clauses.append("workflow_id LIKE ? ESCAPE '\\'")
             params.append(f"%{escaped}%")
         if after is not None:
-            clauses.append("(created < ? OR (created = ? AND workflow_id < ?))")
-            params += [after.created, after.created, after.workflow_id]
+            # "created <= ?" first: a range the index can seek to, with or without ANALYZE
+            clauses.append("created <= ? AND (created < ? OR (created = ? AND workflow_id < ?))")
+            params += [after.created, after.created, after.created, after.workflow_id]
         condition = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._read(
             f"SELECT {_COLUMNS} FROM workflows {condition} "
