@@ -19,6 +19,7 @@ from durable.ui.views import (
     call_spans,
     durable_state,
     error_parts,
+    show_arguments,
     show_value,
     waiting_for,
 )
@@ -104,7 +105,7 @@ def workflow(board: Dashboard, request: Request) -> Response:
         failed=request.query_params.get("ok") == "0",
         tree=board.svg(svg.tree(tree, row.workflow_id)) if len(tree) > 1 else None,
         is_dag=dag_name(row) is not None, inbox=board.store.signal_inbox(row.workflow_id),
-        args=show_value(row.input_encoding, row.input))
+        args=show_arguments(row.name.rpartition('.')[2], row.input_encoding, row.input))
 
 
 def workflow_live(board: Dashboard, request: Request) -> Response:

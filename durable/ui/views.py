@@ -46,6 +46,19 @@ def show_value(encoding: str | None, payload: Any, limit: int = VALUE_LIMIT) -> 
     return f"<{encoding}: {size} bytes>"
 
 
+def show_arguments(name: str, encoding: str, payload: Any) -> str:
+    """A workflow's arguments as a call, ``shop.checkout("A-17", express=true)`` (JSON)."""
+    if encoding == "json" and payload is not None:
+        try:
+            args, kwargs = json.loads(payload)
+            parts = [json.dumps(a, ensure_ascii=False) for a in args]
+            parts += [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in kwargs.items()]
+            return _cut(f"{name}({', '.join(parts)})", VALUE_LIMIT)
+        except (ValueError, TypeError, AttributeError):
+            pass
+    return show_value(encoding, payload)
+
+
 def error_parts(payload: Any) -> tuple[str, str]:
     """``("Type: message", traceback text)`` of a recorded error."""
     try:
