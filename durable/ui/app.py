@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from durable.store.reads import Cursor, StoreReads, WorkflowFilter
 from durable.ui import actions, pages, svg
 from durable.ui.metrics import registry_for
-from durable.ui.security import Guard, allowed_hosts, csrf_for
+from durable.ui.security import Guard, allowed_hosts, cookie_name, csrf_for
 from durable.ui.views import format_duration
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def create_app(engine: Engine, token: str, *, read_only: bool = False, host: str
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
     app = Starlette(routes=routes)
-    return Guard(app, token, allowed_hosts(host, port))
+    return Guard(app, token, allowed_hosts(host, port), cookie_name(port))
 
 
 __all__ = ["STATUS_ORDER", "Dashboard", "WorkflowFilter", "create_app", "format_cursor",

@@ -16,6 +16,7 @@ from durable.ui import svg
 from durable.ui.dag import dag_name, dag_view
 from durable.ui.views import (
     TIMELINE_CALLS,
+    CallSpan,
     call_spans,
     durable_state,
     error_parts,
@@ -120,6 +121,10 @@ def _live_data(board: Dashboard, row: WorkflowRow) -> dict[str, Any]:
     now = time.time()
     events = board.store.events(row.workflow_id, row.run)
     spans = call_spans(events)
+    if row.status == Status.RUNNING and events and not any(s.end is None for s in spans[-1:]):
+        # Its next call is running now (a step records nothing until it returns).
+        spans.append(CallSpan(spans[-1].call + 1 if spans else 1, "running", "(next call)",
+                              "", events[-1].created))
     shown = spans[-TIMELINE_CALLS:]
     start = events[0].created if events else row.created
     end = now if not row.finished else max([row.updated] + [e.created for e in events[-1:]])

@@ -38,6 +38,12 @@ def csrf_for(token: str) -> str:
     return hmac.new(token.encode(), b"durable-ui-csrf", hashlib.sha256).hexdigest()[:32]
 
 
+def cookie_name(port: int) -> str:
+    """The token's cookie, one per port: browsers share cookies across the ports of a host,
+    so two dashboards on one machine would otherwise log each other out."""
+    return f"{COOKIE}_{port}"
+
+
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
     """Host header values accepted for a server bound to ``host``:``port``."""
     names = {"127.0.0.1", "localhost", "[::1]"}
@@ -49,8 +55,8 @@ def allowed_hosts(host: str, port: int) -> frozenset[str]:
 class Guard:
     """ASGI middleware: Host check, then the token (query, cookie or bearer header)."""
 
-    def __init__(self, app: ASGIApp, token: str, hosts: frozenset[str]) -> None:
-        self.app, self.token, self.hosts = app, token, hosts
+    def __init__(self, app: ASGIApp, token: str, hosts: frozenset[str], cookie: str) -> None:
+        self.app, self.token, self.hosts, self.cookie = app, token, hosts, cookie
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,7 +82,7 @@ class Guard:
             rest = urlencode([(k, v) for k, v in query if k != "token"])
             await send({"type": "http.response.start", "status": 303, "headers": [
                 (b"location", (path + (f"?{rest}" if rest else "")).encode("latin-1")),
-                (b"set-cookie", f"{COOKIE}={self.token}; Path=/; HttpOnly; "
+                (b"set-cookie", f"{self.cookie}={self.token}; Path=/; HttpOnly; "
                  "SameSite=Strict".encode()),
             ]})
             await send({"type": "http.response.body", "body": b""})
@@ -90,7 +96,7 @@ class Guard:
     def _carries_token(self, headers: dict[str, str]) -> bool:
         for part in headers.get("cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE and hmac.compare_digest(value.encode(), self.token.encode()):
+            if name == self.cookie and hmac.compare_digest(value.encode(), self.token.encode()):
                 return True
         bearer = headers.get("authorization", "")
         return bearer.startswith("Bearer ") and hmac.compare_digest(

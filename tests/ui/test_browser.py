@@ -157,7 +157,8 @@ def test_a_running_workflows_timeline_grows_without_reload(
     handle = engine.start(flows.stepper, 3, workflow_id="stepper-1")
     page.goto(f"{server[0]}/w/stepper-1")
     page.evaluate("window.notReloaded = true")
-    assert page.locator("svg.timeline g.call").count() == 0
+    assert page.locator("svg.timeline g.call.ok").count() == 0
+    page.wait_for_selector("svg.timeline g.call.running")  # the step running now
     for done in (1, 2, 3):
         flows.gates[done - 1].set()
         page.wait_for_function(

@@ -48,6 +48,7 @@ def test_the_token_link_sets_a_strict_httponly_cookie(client_engine: durable.Eng
     assert response.headers["location"] == "/workflows?status=FAILURE"  # token left out
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert cookie.startswith("durable_ui_token_8765=")  # one per port: dashboards coexist
     assert browser.get("/workflows").status_code == 200
     bearer = TestClient(make_app(client_engine), base_url=BASE)
     assert bearer.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
@@ -248,3 +249,23 @@ def test_metrics(engine: durable.Engine, client: TestClient) -> None:
     assert 'durable_step_retries_total{step="tests.ui.flows.flaky"} 1.0' in text
     assert "durable_oldest_waiting_seconds " in text
     assert "durable_queue_depth" not in text
+
+
+def test_no_page_unpickles(engine: durable.Engine, client: TestClient,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    import cloudpickle
+
+    assert engine.run(flows.pickled, 5, workflow_id="pk") == 5
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the dashboard unpickled a value")
+
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    for path in ("/", "/workflows", "/w/pk", "/w/pk/live", "/w/pk/events", "/w/pk/graph",
+                 "/bottlenecks", "/metrics"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+    assert "&lt;pickle:" in client.get("/w/pk").text
