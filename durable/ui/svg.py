@@ -77,7 +77,8 @@ def timeline(spans: list[CallSpan], start: float, end: float, width: int = 900) 
         bar_width = max(2.0, plot * max(0.0, stop - span.start) / total)
         colour = "#d64541" if span.outcome == "failed" else FAMILY_COLOURS.get(span.family, "#555")
         dash = ' stroke="#333" stroke-dasharray="3,2"' if span.outcome == "open" else ""
-        retries = f", {span.retries} retries" if span.retries else ""
+        retries = (f", {span.retries} retr{'y' if span.retries == 1 else 'ies'}"
+                   if span.retries else "")
         label = f"#{span.call} {span.family} {span.name}"
         title = (f"#{span.call} {span.family} {span.name}({span.args}): {span.outcome}, "
                  f"{format_duration(span.duration) if span.end is not None else 'open'}{retries}")

@@ -99,3 +99,15 @@ def parent(count: int) -> int:
 def sleeper(seconds: float) -> str:
     durable.sleep(seconds)
     return "woke"
+
+
+@durable.workflow
+def fulfilment(order: str) -> str:
+    """Retries, a timer, a published event, state and a signal: the screenshot's workflow."""
+    flaky(order)
+    durable.sleep(0.3)
+    charged = charge(order)
+    durable.set_event("stage", {"charged": charged})
+    durable.state["order"] = order
+    decision = durable.wait_for_signal("approve")
+    return ship(order, decision)

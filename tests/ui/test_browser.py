@@ -112,7 +112,7 @@ def test_every_page_loads_and_requests_nothing_outside_127_0_0_1(
     with pytest.raises(durable.errors.WorkflowFailed):
         engine.run(flows.failing, "A-17", workflow_id="checkout-A-17")
     engine.run(flows.parent, 3, workflow_id="batch-7")
-    waiting = engine.start(flows.approval, "A-18", workflow_id="approval-A-18")
+    waiting = engine.start(flows.fulfilment, "A-18", workflow_id="fulfilment-A-18")
     wait_until(lambda: waiting.status() == durable.Status.WAITING, what="the approval wait")
     run_id = _dag(engine)
     DOCS.mkdir(exist_ok=True)
@@ -125,8 +125,8 @@ def test_every_page_loads_and_requests_nothing_outside_127_0_0_1(
     page.goto(f"{base}/workflows?status=FAILURE")
     assert page.locator("table.list a", has_text="checkout-A-17").count() == 1
 
-    page.goto(f"{base}/w/approval-A-18")
-    page.wait_for_selector("svg.timeline g.call")
+    page.goto(f"{base}/w/fulfilment-A-18")
+    page.wait_for_selector("svg.timeline g.call.sleep.ok")
     assert "signal 'approve'" in page.inner_text("p.waiting")
     page.screenshot(path=str(DOCS / "ui-workflow.png"), full_page=True)
 
