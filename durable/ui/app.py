@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from durable.store.reads import Cursor, StoreReads, WorkflowFilter
+from durable.store.reads import Cursor, StoreReads
 from durable.ui import actions, pages, svg
 from durable.ui.metrics import registry_for
 from durable.ui.security import Guard, allowed_hosts, cookie_name, csrf_for
@@ -130,5 +130,4 @@ def create_app(engine: Engine, token: str, *, read_only: bool = False, host: str
     return Guard(app, token, allowed_hosts(host, port), cookie_name(port))
 
 
-__all__ = ["STATUS_ORDER", "Dashboard", "WorkflowFilter", "create_app", "format_cursor",
-           "parse_cursor"]
+__all__ = ["STATUS_ORDER", "Dashboard", "create_app", "format_cursor", "parse_cursor"]

@@ -269,3 +269,29 @@ def test_no_page_unpickles(engine: durable.Engine, client: TestClient,
         response = client.get(path)
         assert response.status_code == 200, path
     assert "&lt;pickle:" in client.get("/w/pk").text
+
+
+def test_live_fragments_poll_until_the_workflow_ends(engine: durable.Engine,
+                                                     client: TestClient) -> None:
+    handle = _waiting(engine)
+    live = client.get("/w/ap/live").text
+    assert live.startswith('<div id="live" hx-get="/w/ap/live" hx-trigger="every 1s"')
+    assert "<html" not in live  # a fragment, swapped into the page
+    handle.signal("approve", "yes")
+    handle.result(timeout=10)
+    ended = client.get("/w/ap/live").text
+    assert ended.startswith('<div id="live" data-status="SUCCESS"')  # no trigger: polling stops
+    overview = client.get("/overview/live").text
+    assert 'hx-trigger="every 2s"' in overview and "<html" not in overview
+
+
+def test_list_pages_follow_the_cursor(engine: durable.Engine, client: TestClient) -> None:
+    for i in range(55):
+        engine.start(flows.sleeper, 3600, workflow_id=f"s-{i:02d}")
+    first = client.get("/workflows").text
+    assert first.count('href="/w/s-') == 50
+    cursor = re.search(r'name="after" value="([^"]+)"', first)
+    assert cursor
+    second = client.get("/workflows", params={"after": cursor.group(1)}).text
+    assert second.count('href="/w/s-') == 5 and "next page" not in second
+    assert 'href="/w/s-00"' in second and 'href="/w/s-00"' not in first  # oldest last
