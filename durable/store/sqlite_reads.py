@@ -76,12 +76,19 @@ class SQLiteReads:
 
     def latest_failures(self, limit: int) -> list[WorkflowRow]:
         """The most recently failed workflows and those set aside with an error."""
+        # "status IN (...) AND status = ..." and "error IS NOT NULL" repeat the conditions
+        # of the partial indexes workflows_ended and workflows_set_aside, so that SQLite
+        # reads the newest rows of those small indexes instead of sorting every failure.
         rows = self._read(
-            f"SELECT {_COLUMNS} FROM workflows WHERE status = 'FAILURE' "
-            f"UNION ALL SELECT {_COLUMNS} FROM workflows WHERE error IS NOT NULL "
-            "AND owner IS NULL AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED') "
+            f"SELECT * FROM (SELECT {_COLUMNS} FROM workflows "
+            "WHERE status IN ('SUCCESS', 'FAILURE') AND status = 'FAILURE' "
+            "ORDER BY updated DESC LIMIT ?) AS failed "
+            f"UNION ALL SELECT * FROM (SELECT {_COLUMNS} FROM workflows "
+            "WHERE error IS NOT NULL AND owner IS NULL "
+            "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED') "
+            "ORDER BY updated DESC LIMIT ?) AS set_aside "
             "ORDER BY updated DESC LIMIT ?",
-            (limit,),
+            (limit, limit, limit),
         )
         return [WorkflowRow(*r) for r in rows]
 

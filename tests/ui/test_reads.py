@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -73,6 +74,11 @@ def test_list_pages_by_cursor_and_filters(engine: durable.Engine) -> None:
 
 def _plans_of(store: SQLiteStore, where: WorkflowFilter, after: Cursor | None) -> str:
     """The query plan of the statement list_workflows really runs."""
+    return _plan_of_call(store, lambda: store.list_workflows(where, after, 50))
+
+
+def _plan_of_call(store: SQLiteStore, call: Callable[[], object]) -> str:
+    """The query plan of the one statement ``call`` runs on the store."""
     seen: list[tuple[str, tuple[object, ...]]] = []
     read = store._read
 
@@ -82,7 +88,7 @@ def _plans_of(store: SQLiteStore, where: WorkflowFilter, after: Cursor | None) -
 
     store._read = spy  # type: ignore[method-assign]
     try:
-        store.list_workflows(where, after, 50)
+        call()
     finally:
         store._read = read  # type: ignore[method-assign]
     ((sql, params),) = seen
@@ -105,6 +111,20 @@ def test_the_list_uses_indexes(db: str) -> None:
         prefix = _plans_of(store, WorkflowFilter(id_prefix="wf-"), None)
         assert "SEARCH workflows USING INDEX sqlite_autoindex_workflows_1 (workflow_id>? AND " \
             "workflow_id<?)" in prefix
+    finally:
+        store.close()
+
+
+def test_overview_queries_read_small_indexes(db: str) -> None:
+    store = SQLiteStore(db, preallocate=False)
+    try:
+        failures = _plan_of_call(store, lambda: store.latest_failures(10))
+        assert "USING INDEX workflows_ended (status=?)" in failures
+        assert "USING INDEX workflows_set_aside" in failures
+        assert "SCAN workflows" not in failures.replace("SCAN workflows USING INDEX", "")
+        chart = _plan_of_call(store, lambda: store.throughput(time.time() - 3600, 60))
+        assert "COVERING INDEX workflows_created (created>?)" in chart
+        assert "COVERING INDEX workflows_ended (status=? AND updated>?)" in chart
     finally:
         store.close()
 
