@@ -176,3 +176,24 @@ def test_queue_depths_when_the_schema_has_queues(db: str) -> None:
         assert store.queue_depths() == {"mail": 1}
     finally:
         store.close()
+
+
+def test_step_durations_run_from_the_previous_event(db: str) -> None:
+    store = SQLiteStore(db, preallocate=False)
+    try:
+        rows = [("w", 0, 0, "workflow.started", "wf", 100.0), ("w", 1, 1, "step.retry", "a", 101.0),
+                ("w", 2, 1, "step.completed", "a", 104.0), ("w", 3, 2, "step.failed", "b", 104.5),
+                ("v", 0, 0, "workflow.started", "wf", 200.0), ("v", 1, 1, "step.completed", "a",
+                                                                 202.0)]
+        store._conn.executemany(
+            "INSERT INTO events VALUES (?, ?, 1, ?, ?, ?, '', '', 'json', NULL, ?)", rows)
+        stats = {s.name: s for s in store.step_stats(0.0, (1.5, 2.5, 10.0))}
+        a, b = stats["a"], stats["b"]
+        assert (a.attempts, a.retries, a.failures, a.total_seconds) == (3, 1, 0, 6.0)
+        assert (a.p50, a.p95, a.max) == (2.0, 3.0, 3.0)
+        assert a.bucket_counts == [1, 2, 3]  # 1 s, 2 s, 3 s: cumulative per bound
+        assert (b.attempts, b.failures, b.max) == (1, 1, 0.5)
+        assert list(stats) == ["a", "b"]  # slowest p95 first
+        assert store.step_stats(201.0, ())[0].attempts == 1  # only events since then
+    finally:
+        store.close()
