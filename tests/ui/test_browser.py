@@ -79,6 +79,10 @@ def page(browser: Any, server: tuple[str, durable.Engine]) -> Iterator[Any]:
     page.set_default_timeout(TIMEOUT_MS)
     page.requested = []
     page.on("request", lambda request: page.requested.append(request.url))
+    page.problems = []
+    page.on("console", lambda message: message.type == "error" and page.problems.append(
+        message.text))
+    page.on("pageerror", lambda error: page.problems.append(str(error)))
     page.goto(f"{server[0]}/?token={TOKEN}")
     yield page
     context.close()
@@ -145,6 +149,7 @@ def test_every_page_loads_and_requests_nothing_outside_127_0_0_1(
     page.goto(f"{base}/w/checkout-A-17/events")
     assert "workflow.failed" in page.inner_text("table.events")
 
+    assert page.problems == []  # no script error, no Content-Security-Policy violation
     hosts = {urlsplit(url).hostname for url in page.requested}
     assert hosts == {"127.0.0.1"}, page.requested
     assert any(url.endswith("/static/htmx.min.js") for url in page.requested)
@@ -161,11 +166,12 @@ def test_a_running_workflows_timeline_grows_without_reload(
     page.wait_for_selector("svg.timeline g.call.running")  # the step running now
     for done in (1, 2, 3):
         flows.gates[done - 1].set()
-        page.wait_for_function(
-            f"document.querySelectorAll('svg.timeline g.call.ok').length >= {done}")
+        playwright_api.expect(page.locator("svg.timeline g.call.ok")).to_have_count(
+            done, timeout=TIMEOUT_MS)
     assert handle.result(timeout=10) == 3
     page.wait_for_selector('#live[data-status="SUCCESS"]')
     assert page.evaluate("window.notReloaded") is True  # the same document all along
+    assert page.problems == []
 
 
 def test_a_signal_sent_through_the_form_finishes_the_workflow(

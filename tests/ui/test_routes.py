@@ -54,6 +54,14 @@ def test_the_token_link_sets_a_strict_httponly_cookie(client_engine: durable.Eng
     assert bearer.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+def test_responses_forbid_frames_and_foreign_scripts(client: TestClient) -> None:
+    for path in ("/", "/static/htmx.min.js", "/nope"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+
+
 def test_a_foreign_host_header_is_refused(client: TestClient) -> None:
     """DNS rebinding: evil.example resolving to 127.0.0.1 still sends its own name."""
     response = client.get("/", headers={"host": "evil.example:8765"})
