@@ -103,6 +103,7 @@ def workflow(board: Dashboard, request: Request) -> Response:
     return board.render(
         "workflow.html", row=row, live=_live_data(board, row), actions=board.actions_available(),
         message=request.query_params.get("message"),
+        fork_at=request.query_params.get("fork_at", ""),
         failed=request.query_params.get("ok") == "0",
         tree=board.svg(svg.tree(tree, row.workflow_id)) if len(tree) > 1 else None,
         is_dag=dag_name(row) is not None, inbox=board.store.signal_inbox(row.workflow_id),
@@ -142,7 +143,10 @@ def _live_data(board: Dashboard, row: WorkflowRow) -> dict[str, Any]:
         "result": show_value(row.output_encoding, row.output)
         if row.status == Status.SUCCESS else None,
         "error": summary, "traceback": traceback,
-        "timeline": board.svg(svg.timeline(shown, start, end)) if shown else None,
+        "timeline": board.svg(svg.timeline(
+            shown, start, end,
+            fork_from=svg.workflow_link(row.workflow_id) if board.actions_available() else None,
+        )) if shown else None,
         "calls": len(spans), "calls_shown": len(shown),
         "events": [(e, show_value(e.encoding, e.payload, 300)) for e in tail],
         "event_total": total,

@@ -61,8 +61,13 @@ def throughput_chart(buckets: list[Throughput], since: float, minutes: int = 60,
     return "".join(parts)
 
 
-def timeline(spans: list[CallSpan], start: float, end: float, width: int = 900) -> str:
-    """One row per call: a bar from its start to its end (to ``end`` while open)."""
+def timeline(spans: list[CallSpan], start: float, end: float, width: int = 900,
+             fork_from: str | None = None) -> str:
+    """One row per call: a bar from its start to its end (to ``end`` while open).
+
+    With ``fork_from`` (a workflow page), each call's label links to that page with the
+    fork form set to keep the calls before it.
+    """
     row_height, label_width = 18, 260
     total = max(end - start, 1e-3)
     plot = width - label_width - 10
@@ -85,7 +90,7 @@ def timeline(spans: list[CallSpan], start: float, end: float, width: int = 900) 
         parts.append(
             f'<g class="call {escape(span.family)} {span.outcome}" data-call="{span.call}">'
             f'<title>{escape(title)}</title>'
-            f'<text x="0" y="{y + 12}" {_FONT}>{escape(label[:40])}</text>'
+            f'{_label(label[:40], y + 12, fork_from, span)}'
             f'<rect x="{left:.1f}" y="{y}" width="{bar_width:.1f}" height="{row_height - 5}" '
             f'fill="{colour}" fill-opacity="0.85"{dash}/>')
         for retry in range(span.retries):  # a tick per failed attempt
@@ -99,6 +104,15 @@ def timeline(spans: list[CallSpan], start: float, end: float, width: int = 900) 
                  f'0 s</text><text x="{width - 70}" y="{height - 4}" {_FONT} fill="#666">'
                  f'{escape(format_duration(total))}</text></svg>')
     return "".join(parts)
+
+
+def _label(text: str, y: int, fork_from: str | None, span: CallSpan) -> str:
+    label = f'<text x="0" y="{y}" {_FONT}>{escape(text)}</text>'
+    if fork_from is None or span.family == "running":
+        return label
+    href = f"{fork_from}?fork_at={span.call - 1}#fork"
+    return (f'<a href="{escape(href)}" class="fork-here"><title>fork here: keep calls '
+            f'1..{span.call - 1}, run #{span.call} anew</title>{label}</a>')
 
 
 def task_graph(view: DagView, width_per_layer: int = 190) -> str:

@@ -118,6 +118,10 @@ def test_pause_resume_cancel_and_fork(engine: durable.Engine, client: TestClient
     wait_until(lambda: engine.handle("ap").status() == durable.Status.PAUSED, what="paused")
     client.post("/w/ap/do/resume", data={"csrf": csrf})
     wait_until(lambda: engine.handle("ap").status() == durable.Status.WAITING, what="resumed")
+    page = client.get("/w/ap").text
+    assert 'href="/w/ap?fork_at=1#fork"' in page  # call #2 on the timeline: keep 1..1
+    assert 'name="at" type="number" min="0" required size="5" value="1"' in client.get(
+        "/w/ap", params={"fork_at": "1"}).text
     forked = client.post("/w/ap/do/fork", data={"csrf": csrf, "at": "1", "new_id": "ap-2"})
     assert forked.url.path == "/w/ap-2" and "forked from ap at call #1" in forked.text
     client.post("/w/ap/do/cancel", data={"csrf": csrf})
