@@ -307,3 +307,13 @@ def test_list_pages_follow_the_cursor(engine: durable.Engine, client: TestClient
     second = client.get("/workflows", params={"after": cursor.group(1)}).text
     assert second.count('href="/w/s-') == 5 and "next page" not in second
     assert 'href="/w/s-00"' in second and 'href="/w/s-00"' not in first  # oldest last
+
+
+def test_a_timer_wait_shows_the_time_left(engine: durable.Engine, client: TestClient) -> None:
+    handle = engine.start(flows.sleeper, 600, workflow_id="nap")
+    wait_until(lambda: handle.status() == durable.Status.WAITING, what="the timer")
+    page = client.get("/w/nap").text
+    assert re.search(r"wakes in (9|10) min \d\d s", page), page
+    assert 'class="call sleep open"' in page  # the open wait on the timeline
+    graph = client.get("/w/nap/graph").text
+    assert 'hx-select="#graph-live" hx-trigger="every 2s"' in graph  # refreshes while it runs
