@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from durable.store.reads import Cursor, StoreReads
+from durable.store.reads import StoreReads
 from durable.ui import actions, pages, svg
 from durable.ui.metrics import registry_for
 from durable.ui.security import Guard, allowed_hosts, cookie_name, csrf_for
@@ -30,11 +30,6 @@ from durable.ui.views import format_duration
 
 if TYPE_CHECKING:
     from durable.engine import Engine
-
-#: Statuses in the order the overview lists them.
-STATUS_ORDER = ("RUNNING", "PENDING", "WAITING", "RETRYING", "PAUSED", "SUCCESS", "FAILURE",
-                "CANCELLED", "SKIPPED")
-
 
 class Dashboard:
     """What every handler shares: the engine, its store, templates and settings."""
@@ -78,21 +73,6 @@ def when(moment: float | None) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def parse_cursor(text: str | None) -> Cursor | None:
-    """``"<created>:<workflow id>"`` back into a cursor (None when absent or invalid)."""
-    if not text:
-        return None
-    created, _, workflow_id = text.partition(":")
-    try:
-        return Cursor(float(created), workflow_id)
-    except ValueError:
-        return None
-
-
-def format_cursor(cursor: Cursor | None) -> str:
-    return "" if cursor is None else f"{cursor.created!r}:{cursor.workflow_id}"
-
-
 def create_app(engine: Engine, token: str, *, read_only: bool = False, host: str = "127.0.0.1",
                port: int = 8765, modules: tuple[str, ...] = ()) -> Guard:
     """The dashboard on ``engine``, guarded by ``token`` and the Host check."""
@@ -130,4 +110,4 @@ def create_app(engine: Engine, token: str, *, read_only: bool = False, host: str
     return Guard(app, token, allowed_hosts(host, port), cookie_name(port))
 
 
-__all__ = ["STATUS_ORDER", "Dashboard", "create_app", "format_cursor", "parse_cursor"]
+__all__ = ["Dashboard", "create_app"]

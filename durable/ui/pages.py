@@ -15,11 +15,14 @@ from durable.store.reads import WorkflowFilter
 from durable.ui import svg
 from durable.ui.dag import dag_name, dag_view
 from durable.ui.views import (
+    STATUS_ORDER,
     TIMELINE_CALLS,
     CallSpan,
     call_spans,
     durable_state,
     error_parts,
+    format_cursor,
+    parse_cursor,
     show_arguments,
     show_value,
     waiting_for,
@@ -44,8 +47,6 @@ def overview_live(board: Dashboard, request: Request) -> Response:
 
 
 def _overview_data(board: Dashboard) -> dict[str, Any]:
-    from durable.ui.app import STATUS_ORDER
-
     now = time.time()
     since = (now // 60 - 59) * 60  # the current minute is the last bar
     counts = board.store.status_counts()
@@ -63,8 +64,6 @@ def _overview_data(board: Dashboard) -> dict[str, Any]:
 
 
 def workflow_list(board: Dashboard, request: Request) -> Response:
-    from durable.ui.app import STATUS_ORDER, format_cursor, parse_cursor
-
     query = request.query_params
     status = query.get("status") or None
     if status is not None and status not in STATUS_ORDER:

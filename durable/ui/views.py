@@ -12,8 +12,11 @@ from typing import Any
 
 from durable.replay import Recorded, family
 from durable.store import WorkflowRow
-from durable.store.reads import SignalRow
+from durable.store.reads import Cursor, SignalRow
 
+#: Statuses in the order the overview and the list filter show them.
+STATUS_ORDER = ("RUNNING", "PENDING", "WAITING", "RETRYING", "PAUSED", "SUCCESS", "FAILURE",
+                "CANCELLED", "SKIPPED")
 #: Characters of a value shown in full on a page before it is cut.
 VALUE_LIMIT = 4000
 #: Calls drawn on a timeline: the latest ones of a longer log.
@@ -171,3 +174,19 @@ def waiting_for(row: WorkflowRow, inbox: list[SignalRow], child: WorkflowRow | N
     if row.wake_at is not None and row.status in ("WAITING", "RETRYING"):
         text += f"; wakes {time_left(row.wake_at - now)}"
     return text
+
+
+def parse_cursor(text: str | None) -> Cursor | None:
+    """``"<created>:<workflow id>"`` back into a cursor (None when absent or invalid)."""
+    if not text:
+        return None
+    created, _, workflow_id = text.partition(":")
+    try:
+        return Cursor(float(created), workflow_id)
+    except ValueError:
+        return None
+
+
+def format_cursor(cursor: Cursor | None) -> str:
+    """A cursor as the list page carries it in its next-page link."""
+    return "" if cursor is None else f"{cursor.created!r}:{cursor.workflow_id}"
