@@ -7,76 +7,31 @@ methods without touching the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
-from durable.errors import Unwind
 from durable.replay import Recorded
+from durable.store.reads import StoreReads
+from durable.store.rows import (
+    TERMINAL_STATUSES,
+    WORKFLOW_COLUMNS,
+    Fenced,
+    NewEvent,
+    WorkflowRow,
+)
 
-TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED", "SKIPPED"})
+__all__ = [
+    "TERMINAL_STATUSES",
+    "WORKFLOW_COLUMNS",
+    "Fenced",
+    "NewEvent",
+    "Store",
+    "StoreReads",
+    "WorkflowRow",
+]
 
-
-class Fenced(Unwind):
-    """This engine no longer owns the workflow: it must stop without writing.
-
-    A ``BaseException`` so that user code cannot swallow it.
-    """
-
-    def __init__(self, workflow_id: str, reason: str = "it is owned by another executor") -> None:
-        self.workflow_id, self.reason = workflow_id, reason
-        super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
-
-
-@dataclass(slots=True)
-class WorkflowRow:
-    """The status projection of one workflow."""
-
-    workflow_id: str
-    name: str
-    status: str
-    run: int
-    input_encoding: str
-    input: Any
-    output_encoding: str | None
-    output: Any
-    error: str | None
-    owner: str | None
-    lease_until: float | None
-    wake_at: float | None
-    wait_signal: str | None
-    waiting: str | None
-    control: str | None
-    recoveries: int
-    progress: int
-    parent_id: str | None
-    deadline: float | None
-    created: float
-    updated: float
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
-
-
-class NewEvent(NamedTuple):
-    """An event to append: the store adds workflow id, run and time."""
-
-    position: int
-    call: int
-    kind: str
-    name: str
-    digest: str = ""
-    args: str = ""
-    encoding: str = "json"
-    payload: Any = None
-    run: int | None = None  # default: the workflow's current run
-
-
-class Store(Protocol):
-    """What the engine needs from storage. Every method is one transaction."""
+class Store(StoreReads, Protocol):
+    """What the engine needs from storage (and the dashboard reads: :class:`StoreReads`).
+    Every method is one transaction."""
 
     path: str
 

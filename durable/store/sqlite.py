@@ -30,6 +30,7 @@ from durable.store.sqlite_commit import (
     not_written,
 )
 from durable.store.sqlite_connect import BUSY_TIMEOUT_S, connect, preallocate_wal
+from durable.store.sqlite_reads import SQLiteReads
 
 log = logging.getLogger("durable")
 
@@ -40,7 +41,7 @@ _RUNNABLE = (
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 _AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
-class SQLiteStore:
+class SQLiteStore(SQLiteReads):
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
 
     def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:

@@ -1,0 +1,70 @@
+"""The rows the store keeps and the events it appends: shared by the protocol and its
+backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from durable.errors import Unwind
+
+TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED", "SKIPPED"})
+
+
+class Fenced(Unwind):
+    """This engine no longer owns the workflow: it must stop without writing.
+
+    A ``BaseException`` so that user code cannot swallow it.
+    """
+
+    def __init__(self, workflow_id: str, reason: str = "it is owned by another executor") -> None:
+        self.workflow_id, self.reason = workflow_id, reason
+        super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
+
+
+@dataclass(slots=True)
+class WorkflowRow:
+    """The status projection of one workflow."""
+
+    workflow_id: str
+    name: str
+    status: str
+    run: int
+    input_encoding: str
+    input: Any
+    output_encoding: str | None
+    output: Any
+    error: str | None
+    owner: str | None
+    lease_until: float | None
+    wake_at: float | None
+    wait_signal: str | None
+    waiting: str | None
+    control: str | None
+    recoveries: int
+    progress: int
+    parent_id: str | None
+    deadline: float | None
+    created: float
+    updated: float
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
+
+
+class NewEvent(NamedTuple):
+    """An event to append: the store adds workflow id, run and time."""
+
+    position: int
+    call: int
+    kind: str
+    name: str
+    digest: str = ""
+    args: str = ""
+    encoding: str = "json"
+    payload: Any = None
+    run: int | None = None  # default: the workflow's current run
