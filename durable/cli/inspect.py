@@ -34,7 +34,7 @@ from durable.status import Status
 def list_command(status: str | None, name: str | None, limit: int, as_json: bool,
                  db: str) -> None:
     """List workflows, newest first."""
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         infos = engine.list_workflows(status=status.upper() if status else None, name=name,
                                       limit=limit)
     if as_json:
@@ -66,7 +66,7 @@ def show(workflow_id: str, as_json: bool, db: str) -> None:
     from durable.errors import WorkflowNotFound
     from durable.events import error_text, readable
 
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         row = engine.store.workflow(workflow_id)
         if row is None:
             raise WorkflowNotFound(workflow_id)
@@ -150,7 +150,7 @@ def _event_value(kind: str, encoding: str, value: Any, cut: int = 0) -> str:
 @db_option
 def history(workflow_id: str, as_json: bool, db: str) -> None:
     """Show a workflow's event log: one row per recorded event."""
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         events = engine.history(workflow_id)
     if as_json:
         print_json([event.model_dump(mode="json") for event in events])

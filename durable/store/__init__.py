@@ -7,6 +7,7 @@ methods without touching the engine.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -25,6 +26,16 @@ class Fenced(Unwind):
     def __init__(self, workflow_id: str, reason: str = "it is owned by another executor") -> None:
         self.workflow_id, self.reason = workflow_id, reason
         super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
+
+
+class StorageFailed(Fenced):
+    """An append failed in the storage (disk full, I/O error, read-only file): nothing of
+    it was written. It unwinds the run like :class:`Fenced`, and the engine then releases
+    the workflow for a retry with backoff. ``error`` is the StorageError."""
+
+    def __init__(self, workflow_id: str, error: Exception) -> None:
+        self.error = error
+        super().__init__(workflow_id, f"storage: {error}")
 
 
 @dataclass(slots=True)
@@ -117,8 +128,13 @@ class Store(Protocol):
     def retry_set_aside(self) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
 
-    def renew(self, owner: str, lease_until: float) -> None:
-        """Extend the lease of every workflow ``owner`` holds."""
+    def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
+        """Extend the leases ``owner`` holds on ``workflow_ids`` (the ones it is running:
+        a workflow it stopped running must not stay leased)."""
+
+    def retry_later(self, owner: str, workflow_id: str, retry_at: float, why: str) -> None:
+        """Release a workflow whose run failed in the storage, runnable again from
+        ``retry_at`` (not counted as a recovery); ``why`` is shown as what it waits for."""
 
     def release(self, owner: str, workflow_id: str | None = None) -> None:
         """Give up ownership (of one workflow, or of all) so others may claim."""
