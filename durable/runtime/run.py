@@ -89,9 +89,10 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
         ctx.diverged = ctx.diverged or error
     except Unwind:
         raise
-    except StorageError as error:  # a read failed in the storage: not the workflow's fault
-        raise StorageFailed(row.workflow_id, error) from error
     except BaseException as error:  # sys.exit() in a workflow, too: a failure, not a hang
+        if isinstance(error, StorageError) and error.path == host.store.path:
+            # This engine's storage failed (a read): not the workflow's fault; retried.
+            raise StorageFailed(row.workflow_id, error) from error
         if ctx.diverged is None:
             finish(ctx, Status.FAILURE, error)
             return None

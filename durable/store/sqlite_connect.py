@@ -102,7 +102,7 @@ def connect(path: str, synchronous: str, read_only: bool = False) -> sqlite3.Con
         conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[synchronous]}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_FRAMES[synchronous]}")
         migrate(conn, version)
-        if application_id != APPLICATION_ID:  # made by a durable that did not stamp yet
+        if version and application_id != APPLICATION_ID:  # made by an older durable
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("COMMIT")

@@ -26,7 +26,7 @@ from durable.errors import (
     StorageError,
     WorkflowFailed,
 )
-from durable.store import Fenced, NewEvent
+from durable.store import Fenced, NewEvent, StorageFailed
 from durable.store import sqlite_connect as connecting
 from tests.conftest import wait_until
 
@@ -366,13 +366,78 @@ def test_show_and_history_never_unpickle(engine: durable.Engine, tmp_path: Path)
 
 
 def test_heartbeat_renews_only_the_workflows_this_engine_runs(db: str) -> None:
-    with durable.Engine(db, workers=1, lease=0.6, poll_interval=0.01) as engine:
-        engine.start(waits_for, "go", workflow_id="idle")
-        wait_until(lambda: engine.row("idle").status == "WAITING")
-        # Taken under this engine's owner id but never run (as after a lost release).
-        with durable.Engine(db, workers=0) as other:
-            other.store.claim(engine.owner, time.time(), time.time() + 0.6, 10)
-        lease = engine.row("idle").lease_until
-        assert lease is not None
-        time.sleep(1.0)  # several heartbeats (every 0.2 s)
-        assert engine.row("idle").lease_until == lease
+    with durable.Engine(db, workers=0) as client:
+        client.start(many_steps, 1, workflow_id="held")
+    engine = durable.Engine(db, workers=1, lease=1.5, poll_interval=0.01)
+    # Held under this engine's owner id but not run by it (as after a failed release).
+    [row] = engine.store.claim(engine.owner, time.time(), time.time() + 1.5, 10)
+    with engine:
+        time.sleep(1.1)  # two heartbeats (every 0.5 s), before the lease ends
+        assert engine.row("held").lease_until == row.lease_until
+        assert engine.handle("held").result(timeout=10) == 0  # taken up once it ended
+
+
+class FailingAppends:
+    """A store whose first ``failures`` appends fail in the storage (as on a full disk)."""
+
+    def __init__(self, store: Any, failures: int) -> None:
+        self.store, self.failures = store, failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def append(self, workflow_id: str, owner: str, events: list[NewEvent],
+               **options: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageFailed(workflow_id, StorageError(
+                self.store.path, "recording events", "database or disk is full (SQLITE_FULL)",
+                "Free disk space."))
+        return self.store.append(workflow_id, owner, events, **options)
+
+
+def test_a_storage_error_releases_the_workflow_for_a_retry_with_backoff(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from durable.engine import worker
+
+    monkeypatch.setattr(worker, "STORAGE_RETRY_FIRST", 0.2)
+    # A lease far longer than the test: only a release lets the workflow run again.
+    engine = durable.Engine(db, workers=2, lease=60, poll_interval=0.01)
+    engine.store = FailingAppends(engine.store, 3)
+    with engine:
+        handle = engine.start(many_steps, 3, workflow_id="w")
+        def released() -> bool:
+            row = engine.row("w")
+            return row.owner is None and "storage error" in (row.waiting or "")
+
+        wait_until(released, what="the release after a storage error")
+        assert handle.result(timeout=10) == 3
+        assert engine.row("w").recoveries == 0  # a storage error is not the workflow's fault
+
+
+class FailingSignalRead(FailingAppends):
+    """A store whose first read of a signal fails in the storage (an I/O error)."""
+
+    def append(self, workflow_id: str, owner: str, events: list[NewEvent],
+               **options: Any) -> Any:
+        return self.store.append(workflow_id, owner, events, **options)
+
+    def next_signal(self, workflow_id: str, name: str) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageError(self.store.path, "a read", "disk I/O error (SQLITE_IOERR)",
+                               "Check the disk.")
+        return self.store.next_signal(workflow_id, name)
+
+
+def test_a_failed_read_inside_a_run_is_retried_not_recorded_as_a_failure(
+        db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from durable.engine import worker
+
+    monkeypatch.setattr(worker, "STORAGE_RETRY_FIRST", 0.05)
+    engine = durable.Engine(db, workers=2, lease=60, poll_interval=0.01)
+    engine.store = FailingSignalRead(engine.store, 1)
+    with engine:
+        handle = engine.start(waits_for, "go", workflow_id="w")
+        handle.signal("go", "payload")
+        assert handle.result(timeout=10) == "payload"
