@@ -107,3 +107,26 @@ def test_inspection_works_on_a_read_only_file(immutable: str) -> None:
             client.start(nothing)
     finally:
         client.close()
+
+
+def test_workflows_stuck_on_a_full_disk_are_recovered_after_their_process_dies(
+        tmp_path: Path) -> None:
+    from tests.integration.apps import disk_full  # noqa: F401  (registers faults.filler)
+
+    db, count = str(tmp_path / "full.db"), 8
+    log = (tmp_path / "child.log").open("w")
+    child = subprocess.Popen(
+        [sys.executable, str(APPS / "disk_full.py"), db, str(count), str(tmp_path)],
+        stdout=log, stderr=log, cwd=ROOT, env={**os.environ, "PYTHONPATH": CHILD_PATH})
+    try:
+        wait_until(lambda: "disk I/O error" in (tmp_path / "child.log").read_text()
+                   or child.poll() is not None, timeout=30, what="the child to meet the fault")
+    finally:
+        child.kill()  # dies with the disk still full
+        child.wait()
+        log.close()
+    with durable.Engine(db, workers=count, poll_interval=0.01) as engine:
+        for row in engine.store.workflows(None, None, 100):
+            assert engine.handle(row.workflow_id).result(timeout=30) > 0
+        rows = engine.store.workflows(None, None, 100)
+    assert [(r.status, r.owner) for r in rows] == [("SUCCESS", None)] * count

@@ -21,7 +21,7 @@ import durable
 PAYLOAD = 20_000
 
 
-@durable.step
+@durable.step(name="faults.chunk")
 def chunk(i: int, n: int) -> str:
     return f"{i}:{n}:" + "x" * PAYLOAD
 
