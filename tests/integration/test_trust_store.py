@@ -441,3 +441,30 @@ def test_a_failed_read_inside_a_run_is_retried_not_recorded_as_a_failure(
         handle = engine.start(waits_for, "go", workflow_id="w")
         handle.signal("go", "payload")
         assert handle.result(timeout=10) == "payload"
+
+
+class NoWalConnection:
+    """A connection whose file cannot use WAL: SQLite answers with the old journal mode
+    (as on a file system without shared memory), no error."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def execute(self, sql: str) -> Any:
+        if sql == "PRAGMA journal_mode = WAL":
+            self.attempts += 1
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return ("delete",)
+
+
+def test_a_file_that_answers_another_journal_mode_gives_storage_error_not_a_spin(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connecting, "WAL_REFUSED_S", 0.2)
+    conn = NoWalConnection()
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="stays 'delete'"):
+        connecting.use_wal(conn, "app.db")  # type: ignore[arg-type]
+    assert time.monotonic() - started < 2
+    assert conn.attempts < 200  # it waited between attempts
