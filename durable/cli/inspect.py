@@ -35,7 +35,7 @@ from durable.status import Status
 def list_command(status: str | None, name: str | None, limit: int, as_json: bool,
                  db: str) -> None:
     """List workflows, newest first."""
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         infos = engine.list_workflows(status=status.upper() if status else None, name=name,
                                       limit=limit)
     if as_json:
@@ -74,7 +74,7 @@ def show(workflow_id: str | None, bottlenecks: bool, as_json: bool, db: str) -> 
         return
     if workflow_id is None:
         raise CliError("durable show needs a WORKFLOW_ID (or --bottlenecks)")
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         row = engine.store.workflow(workflow_id)
         if row is None:
             raise WorkflowNotFound(workflow_id)
@@ -158,7 +158,7 @@ def _event_value(kind: str, encoding: str, value: Any, cut: int = 0) -> str:
 @db_option
 def history(workflow_id: str, as_json: bool, db: str) -> None:
     """Show a workflow's event log: one row per recorded event."""
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         events = engine.history(workflow_id)
     if as_json:
         print_json([event.model_dump(mode="json") for event in events])

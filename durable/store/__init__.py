@@ -7,6 +7,7 @@ methods without touching the engine.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from durable.replay import Recorded
@@ -16,6 +17,7 @@ from durable.store.rows import (
     WORKFLOW_COLUMNS,
     Fenced,
     NewEvent,
+    StorageFailed,
     WorkflowRow,
 )
 
@@ -24,6 +26,7 @@ __all__ = [
     "WORKFLOW_COLUMNS",
     "Fenced",
     "NewEvent",
+    "StorageFailed",
     "Store",
     "StoreReads",
     "WorkflowRow",
@@ -72,8 +75,13 @@ class Store(StoreReads, Protocol):
     def retry_set_aside(self) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
 
-    def renew(self, owner: str, lease_until: float) -> None:
-        """Extend the lease of every workflow ``owner`` holds."""
+    def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
+        """Extend the leases ``owner`` holds on ``workflow_ids`` (the ones it is running:
+        a workflow it stopped running must not stay leased)."""
+
+    def retry_later(self, owner: str, workflow_id: str, retry_at: float, why: str) -> None:
+        """Release a workflow whose run failed in the storage, runnable again from
+        ``retry_at`` (not counted as a recovery); ``why`` is shown as what it waits for."""
 
     def release(self, owner: str, workflow_id: str | None = None) -> None:
         """Give up ownership (of one workflow, or of all) so others may claim."""

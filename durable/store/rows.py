@@ -22,6 +22,16 @@ class Fenced(Unwind):
         super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
 
 
+class StorageFailed(Fenced):
+    """An append failed in the storage (disk full, I/O error, read-only file): nothing of
+    it was written. It unwinds the run like :class:`Fenced`, and the engine then releases
+    the workflow for a retry with backoff. ``error`` is the StorageError."""
+
+    def __init__(self, workflow_id: str, error: Exception) -> None:
+        self.error = error
+        super().__init__(workflow_id, f"storage: {error}")
+
+
 @dataclass(slots=True)
 class WorkflowRow:
     """The status projection of one workflow."""
