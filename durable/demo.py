@@ -129,20 +129,27 @@ def run_demo(db: str = "durable-demo.db", console: Console | None = None) -> int
 
 
 def _remove_old_demo(path: Path) -> None:
-    """Delete an earlier demo database at ``path``; refuse to touch anything else."""
+    """Delete an earlier demo database at ``path``; refuse to touch anything else.
+
+    Only a durable database (opened read-only, so nothing else is changed) that holds
+    the demo's own workflow and no other is replaced; any other file, even an empty
+    durable database, is left alone.
+    """
     if not path.exists():
         return
+    refusal = f"{path} exists and is not a demo database; pass --db NEW_PATH"
     try:
-        engine = durable.Engine(path, workers=0)
-    except DurableError:
-        raise DemoFailed(f"{path} exists and is not a demo database; pass --db NEW_PATH") \
-            from None
+        engine = durable.Engine(path, workers=0, read_only=True)
+    except DurableError as error:
+        raise DemoFailed(f"{refusal} ({error})") from None
     try:
-        names = {info.name for info in engine.list_workflows(limit=1000)}
+        names = {info.workflow_id: info.name for info in engine.list_workflows(limit=1000)}
     finally:
         engine.close()
-    if any(not name.startswith(_PREFIX) for name in names):
+    if any(not name.startswith(_PREFIX) for name in names.values()):
         raise DemoFailed(f"{path} holds workflows other than the demo's; pass --db NEW_PATH")
+    if names.get(WORKFLOW_ID) != order.name:  # an empty durable database is not the demo's
+        raise DemoFailed(refusal)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 

@@ -50,6 +50,22 @@ class DatabaseError(DurableError):
         )
 
 
+class NotADurableDatabase(DatabaseError):
+    """The file is a SQLite database of another program: durable refuses to touch it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(path, f"it is not a durable database ({reason})")
+
+
+class StorageError(DurableError):
+    """A write or read failed in the storage itself: disk full, read-only file, I/O
+    error or a lock held too long by another process. Nothing of that write was kept."""
+
+    def __init__(self, path: str, what: str, reason: str, fix: str) -> None:
+        self.path, self.what, self.reason, self.fix = path, what, reason, fix
+        super().__init__(f"durable database {path!r}: {what} failed: {reason}. {fix}")
+
+
 class NonDeterminismError(DurableError):
     """The workflow code no longer makes the calls its history recorded."""
 
@@ -234,6 +250,20 @@ class SerializationError(DurableError):
             f"workflow {workflow_id!r}, call #{call} ({what}): a value of type {type_name} "
             f"cannot be recorded: {reason}. Return JSON data, a pydantic model or dataclass "
             "with a matching annotation, or a picklable object."
+        )
+
+
+class PickleRefused(SerializationError):
+    """A signal or published event would need pickle, and its sender did not allow it."""
+
+    def __init__(self, workflow_id: str, call: int, what: str, type_name: str) -> None:
+        self.workflow_id, self.call, self.what, self.type_name = workflow_id, call, what, type_name
+        DurableError.__init__(
+            self,
+            f"workflow {workflow_id!r}, call #{call} ({what}): a value of type {type_name} "
+            "would be pickled, and unpickling runs code in the process that reads it. Send "
+            "JSON data or a pydantic model or dataclass (it arrives as a dict), or pass "
+            "allow_pickle=True if the reading process may run what this sender pickles."
         )
 
 

@@ -87,14 +87,18 @@ def error_text(row: WorkflowRow) -> str | None:
 
 
 def readable(encoding: str, payload: Any) -> Any:
-    """A payload decoded for people: JSON as data, errors as their summary."""
+    """A payload decoded for people: JSON as data, errors as their summary.
+
+    Never unpickles: a pickle runs code chosen by whoever wrote it, and reading a log
+    (``durable show``, ``history``, a dashboard) must not. It shows as
+    ``<pickle: N bytes>`` (its type is only known by unpickling it).
+    """
     if payload is None:
         return None
     if encoding in (ser.JSON, ser.PYDANTIC):
         return json.loads(payload)
     if encoding == ser.ERROR:
         return ser.error_summary(payload)
-    try:
-        return ser.decode(encoding, payload)
-    except Exception:
-        return f"<{encoding} payload of {len(payload)} bytes>"
+    if encoding == ser.PICKLE:
+        return f"<pickle: {len(payload)} bytes>"
+    return f"<{encoding} payload of {len(payload)} bytes>"

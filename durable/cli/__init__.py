@@ -25,7 +25,12 @@ path. Errors of durable print as one line, ``error: ...``, with exit code 2;
 
 from __future__ import annotations
 
-from durable.cli import control, inspect, operate  # noqa: F401  (they register commands)
+from durable.cli import (  # noqa: F401  (they register their commands)
+    control,
+    dashboard,
+    inspect,
+    operate,
+)
 from durable.cli.common import CliError, cli, import_modules, main
 
 __all__ = ["CliError", "cli", "import_modules", "main"]

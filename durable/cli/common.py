@@ -84,14 +84,18 @@ def main() -> None:
 
 
 @contextmanager
-def client(db: str, create: bool = False) -> Iterator[Engine]:
+def client(db: str, read_only: bool = False, create: bool = False) -> Iterator[Engine]:
     """An engine that only reads, starts and signals, on a database that must exist
-    (unless ``create``: `durable start` may be the first to use a database)."""
+    (unless ``create``: `durable start` may be the first to use a database).
+
+    ``read_only``: for the commands that only inspect (list, show, history, check,
+    replay): the file is opened ``mode=ro``, never migrated or switched to WAL.
+    """
     if not create and not os.path.exists(db):
         # Opening would create an empty database: `durable list` in the wrong directory
         # must say so instead of leaving a stray durable.db behind.
         raise CliError(f"no database at {db!r}; pass --db PATH or set $DURABLE_DB")
-    engine = Engine(db, workers=0)
+    engine = Engine(db, workers=0, read_only=read_only)
     try:
         yield engine
     finally:

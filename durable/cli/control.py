@@ -136,7 +136,7 @@ def _replay(engine: Engine, workflow_id: str) -> tuple[str, str]:
 def replay(workflow_id: str, modules: tuple[str, ...], db: str) -> None:
     """Replay a workflow's log against the current code, running no step."""
     import_modules(modules)
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         outcome, message = _replay(engine, workflow_id)
     if outcome == "unknown":
         raise CliError(f"{message} (pass its module with -m MODULE)")
@@ -171,7 +171,7 @@ def check(modules: tuple[str, ...], db: str) -> None:
     import_modules(modules)
     counts = {"ok": 0, "diverged": 0, "unknown": 0}
     console = make_console()
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         unfinished = [info for info in engine.list_workflows(limit=sys.maxsize)
                       if not info.status.finished]
         for info in reversed(unfinished):  # oldest first

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from durable.cli.common import (
     KIND_STYLE,
+    CliError,
     cli,
     client,
     db_option,
@@ -34,7 +35,7 @@ from durable.status import Status
 def list_command(status: str | None, name: str | None, limit: int, as_json: bool,
                  db: str) -> None:
     """List workflows, newest first."""
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         infos = engine.list_workflows(status=status.upper() if status else None, name=name,
                                       limit=limit)
     if as_json:
@@ -58,15 +59,22 @@ def list_command(status: str | None, name: str | None, limit: int, as_json: bool
 
 
 @cli.command()
-@click.argument("workflow_id")
+@click.argument("workflow_id", required=False)
+@click.option("--bottlenecks", is_flag=True,
+              help="Instead of one workflow: the slowest steps (p50, p95) and the most retried.")
 @json_option
 @db_option
-def show(workflow_id: str, as_json: bool, db: str) -> None:
+def show(workflow_id: str | None, bottlenecks: bool, as_json: bool, db: str) -> None:
     """Show one workflow: state, run, parent and children, what it waits for, result."""
     from durable.errors import WorkflowNotFound
     from durable.events import error_text, readable
 
-    with client(db) as engine:
+    if bottlenecks:
+        show_bottlenecks(db)
+        return
+    if workflow_id is None:
+        raise CliError("durable show needs a WORKFLOW_ID (or --bottlenecks)")
+    with client(db, read_only=True) as engine:
         row = engine.store.workflow(workflow_id)
         if row is None:
             raise WorkflowNotFound(workflow_id)
@@ -150,7 +158,7 @@ def _event_value(kind: str, encoding: str, value: Any, cut: int = 0) -> str:
 @db_option
 def history(workflow_id: str, as_json: bool, db: str) -> None:
     """Show a workflow's event log: one row per recorded event."""
-    with client(db) as engine:
+    with client(db, read_only=True) as engine:
         events = engine.history(workflow_id)
     if as_json:
         print_json([event.model_dump(mode="json") for event in events])
@@ -177,3 +185,14 @@ def history(workflow_id: str, as_json: bool, db: str) -> None:
 
 
 # -- control --------------------------------------------------------------------
+
+
+def show_bottlenecks(db: str) -> None:
+    """The slowest steps by p50 and p95, and the most retried, over the whole log."""
+    from durable.ui.bottlenecks import bottleneck_table, most_retried
+
+    with client(db) as engine:
+        stats = engine.store.step_stats(0.0, ())
+    console = make_console()
+    console.print(bottleneck_table(stats))
+    console.print(most_retried(stats))

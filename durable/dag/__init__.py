@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from durable.dag import tasks
 from durable.dag.builder import WorkflowBuilder
-from durable.dag.model import Task, TaskRun, TaskState
-from durable.dag.patterns import CircuitBreaker, Fallback, map_task, reduce_task
+from durable.dag.model import Task, TaskRun, TaskState, map_task, reduce_task
+from durable.dag.patterns import CircuitBreaker, Fallback
 from durable.dag.report import RunReport, TaskRow
 from durable.dag.workflow import Workflow
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from durable.dag.model import Task
-from durable.dag.patterns import CircuitBreaker, Fallback, map_task, reduce_task
+from durable.dag.model import Task, map_task, reduce_task
+from durable.dag.patterns import CircuitBreaker, Fallback
 from durable.dag.workflow import Workflow
 from durable.errors import InvalidArgument
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from durable.dag.model import Task
+from durable.dag.model import Task
 
 #: Cycles listed in one error at most; the rest are counted.
 MAX_CYCLES_LISTED = 10

@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+import durable
 from durable.dag.patterns import CircuitBreaker, Fallback
 from durable.errors import CircuitOpen, TaskDefinitionError
-from durable.runtime.registry import RetryPolicy
 
 Trigger = Literal["all_success", "none_failed", "all_done"]
 
@@ -185,7 +185,7 @@ class Task(BaseModel):
     dependencies: list[str] = Field(default_factory=list)
     max_retries: int = Field(default=0, ge=0)
     retry_delay: float = Field(default=1.0, ge=0)
-    retry: InstanceOf[RetryPolicy] | None = None
+    retry: InstanceOf[durable.RetryPolicy] | None = None
     timeout: float | None = Field(default=None, gt=0)
     parameters: dict[str, Any] = Field(default_factory=dict)
     run_if: Callable[[dict[str, Any]], Any] | None = None
@@ -319,9 +319,9 @@ class Task(BaseModel):
 
     # -- calling ----------------------------------------------------------------
 
-    def retry_policy(self) -> RetryPolicy:
+    def retry_policy(self) -> durable.RetryPolicy:
         """The engine retry policy of one attempt of this task."""
-        base = self.retry or RetryPolicy(
+        base = self.retry or durable.RetryPolicy(
             max_attempts=self.max_retries + 1, backoff="fixed", initial_delay=self.retry_delay,
             max_delay=max(300.0, self.retry_delay),
         )
@@ -394,3 +394,26 @@ class Task(BaseModel):
     def reset(self) -> None:
         """Forget the latest run: back to PENDING."""
         self._run = TaskRun()
+
+
+def map_task(name: str, func: Callable[..., Any], over: str, **options: Any) -> Task:
+    """A task that calls ``func`` once per item of the list that task ``over`` returns.
+
+    Each item is its own recorded step, run in parallel (within ``max_workers`` and the
+    resource limits), retried, timed out and given its fallback on its own; a resumed run
+    does not run finished items again. The task's result is the list of item results, in
+    order (items whose fallback skipped them are left out). ``func`` receives the item as
+    its first positional argument, and other dependencies' results by parameter name.
+
+    Example:
+        >>> map_task("clean", clean_row, over="extract")
+    """
+    return Task(name=name, func=func, map_over=over, **options)
+
+
+def reduce_task(name: str, func: Callable[..., Any], over: str, **options: Any) -> Task:
+    """A task that calls ``func`` with the result of task ``over`` as its first argument.
+
+    With :func:`map_task` it completes a map-reduce: ``reduce_task("total", sum, over="clean")``.
+    """
+    return Task(name=name, func=func, input_from=over, **options)

@@ -1,5 +1,7 @@
-"""Orchestration patterns for DAG tasks: fallbacks, recovery rules, circuit breakers,
-map-reduce.
+"""Orchestration patterns for DAG tasks: fallbacks, recovery rules, circuit breakers.
+
+They know nothing of :class:`~durable.dag.Task` (which uses them); the map-reduce task
+constructors live with the Task in :mod:`durable.dag.model`.
 
 Every decision these patterns make inside a run is part of a task's recorded outcome,
 so a resumed run replays it instead of deciding again: a circuit breaker that was open
@@ -12,12 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from durable.errors import CircuitOpen, InvalidArgument
-
-if TYPE_CHECKING:
-    from durable.dag.model import Task
 
 FallbackKind = Literal["default", "function", "skip", "fail"]
 
@@ -180,30 +179,3 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Close the breaker and forget its failures."""
         self.record_success()
-
-
-def map_task(name: str, func: Callable[..., Any], over: str, **options: Any) -> Task:
-    """A task that calls ``func`` once per item of the list that task ``over`` returns.
-
-    Each item is its own recorded step, run in parallel (within ``max_workers`` and the
-    resource limits), retried, timed out and given its fallback on its own; a resumed run
-    does not run finished items again. The task's result is the list of item results, in
-    order (items whose fallback skipped them are left out). ``func`` receives the item as
-    its first positional argument, and other dependencies' results by parameter name.
-
-    Example:
-        >>> map_task("clean", clean_row, over="extract")
-    """
-    from durable.dag.model import Task
-
-    return Task(name=name, func=func, map_over=over, **options)
-
-
-def reduce_task(name: str, func: Callable[..., Any], over: str, **options: Any) -> Task:
-    """A task that calls ``func`` with the result of task ``over`` as its first argument.
-
-    With :func:`map_task` it completes a map-reduce: ``reduce_task("total", sum, over="clean")``.
-    """
-    from durable.dag.model import Task
-
-    return Task(name=name, func=func, input_from=over, **options)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from durable.dag.graph import critical_path, problems_and_order
-from durable.dag.model import TaskState
+from durable.dag.model import Task, TaskState
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich is imported only when a report is rendered
     from rich.console import Console, ConsoleOptions, RenderResult
-
-    from durable.dag.workflow import Workflow
 
 _STYLES = {
     TaskState.PENDING: "dim",
@@ -115,8 +114,8 @@ def _seconds(value: float | None) -> str:
     return f"{value:.2f} s"
 
 
-def _note(workflow: Workflow, name: str) -> str:
-    record = workflow[name].run_info
+def _note(task: Task) -> str:
+    record = task.run_info
     parts = []
     if record.state is TaskState.FAILURE and record.error is not None:
         parts.append(f"{type(record.error).__name__}: {record.error}".splitlines()[0][:80])
@@ -131,27 +130,28 @@ def _note(workflow: Workflow, name: str) -> str:
     return "; ".join(parts)
 
 
-def build_report(workflow: Workflow) -> RunReport:
-    """The report of ``workflow``'s latest run."""
-    start = workflow.started_at
+def build_report(workflow: str, run_id: str | None, tasks: Mapping[str, Task],
+                 started_at: float | None, finished_at: float | None) -> RunReport:
+    """The report of the latest run of DAG ``workflow`` (its ``tasks`` hold the run's
+    records; ``started_at``/``finished_at`` are the run's wall-clock bounds)."""
+    start = started_at
     rows = []
     durations: dict[str, float] = {}
-    for name, task in workflow.tasks.items():
+    for name, task in tasks.items():
         record = task.run_info
         duration = record.duration
         if duration is not None:
             durations[name] = duration
         offset = record.started - start if record.started is not None and start else None
         rows.append(TaskRow(name, record.state, record.attempts, duration,
-                            None if offset is None else max(0.0, offset), _note(workflow, name)))
-    _problems, order = problems_and_order(workflow.tasks)
-    path, total = critical_path(workflow.tasks, order, durations)
+                            None if offset is None else max(0.0, offset), _note(task)))
+    _problems, order = problems_and_order(tasks)
+    path, total = critical_path(tasks, order, durations)
     if not durations:
         path, total = [], 0.0
     slowest = sorted(durations.items(), key=lambda item: -item[1])[:3]
-    elapsed = (workflow.finished_at - start
-               if start is not None and workflow.finished_at is not None else None)
-    return RunReport(workflow.name, workflow.run_id, rows, path, total, slowest, elapsed)
+    elapsed = (finished_at - start if start is not None and finished_at is not None else None)
+    return RunReport(workflow, run_id, rows, path, total, slowest, elapsed)
 
 
 _CLASSES = {
@@ -164,17 +164,17 @@ _CLASSES = {
 }
 
 
-def mermaid(workflow: Workflow) -> str:
-    """The DAG as a Mermaid flowchart (edges point to the dependent task)."""
-    ids = {name: f"t{i}" for i, name in enumerate(workflow.tasks)}
+def mermaid(tasks: Mapping[str, Task]) -> str:
+    """The DAG of ``tasks`` as a Mermaid flowchart (edges point to the dependent task)."""
+    ids = {name: f"t{i}" for i, name in enumerate(tasks)}
     lines = ["flowchart TD"]
     used: set[TaskState] = set()
-    for name, task in workflow.tasks.items():
+    for name, task in tasks.items():
         label = name.replace('"', "#quot;")
         state = task.state
         used.add(state)
         lines.append(f'    {ids[name]}["{label}"]:::{state.value.lower()}')
-    for name, task in workflow.tasks.items():
+    for name, task in tasks.items():
         for dep in task.dependencies:
             if dep in ids:
                 lines.append(f"    {ids[dep]} --> {ids[name]}")

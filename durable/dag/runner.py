@@ -16,20 +16,17 @@ there: finished tasks do not run again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
 import inspect
-import logging
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import durable
+from durable.dag.catalog import CATALOG, Dag, notify
 from durable.dag.graph import problems_and_order
 from durable.dag.model import NO_ITEM, Task, TaskState
 from durable.dag.patterns import choose_fallback
@@ -40,13 +37,6 @@ from durable.errors import (
     NonDeterminismError,
     TaskTimeout,
 )
-from durable.runtime.context import current as current_context
-from durable.runtime.parallel import DurableFuture
-
-if TYPE_CHECKING:
-    from durable.dag.workflow import Workflow
-
-log = logging.getLogger("durable.dag")
 
 DAG_WORKFLOW = "durable.dag.run"
 WAIT_STEP = "durable.dag.wait"
@@ -54,8 +44,6 @@ OUTCOME_EVENT = "dag.outcome"
 #: A recovered run waits this long for its DAG to be defined (e.g. still being built).
 DEFINITION_GRACE = 5.0
 SKIP_KEY = "__durable_dag_skipped__"
-#: How often a scheduler waiting for tasks looks whether its engine is shutting down.
-STOP_CHECK_INTERVAL = 0.1
 
 #: A unit of work is one recorded step call: (task, item index or -1, kind).
 Unit = tuple[str, int, str]
@@ -75,55 +63,6 @@ def skip_reason(value: Any) -> str | None:
     return None
 
 
-def fingerprint(names: Iterable[str]) -> str:
-    """A digest of a DAG's task names: a recovered run waits for the DAG that has them."""
-    return hashlib.blake2b("\n".join(sorted(names)).encode(), digest_size=8).hexdigest()
-
-
-class _Registry:
-    """The DAGs defined in this process, by name (and by run for runs started here)."""
-
-    def __init__(self) -> None:
-        self._by_name: weakref.WeakValueDictionary[str, Workflow] = weakref.WeakValueDictionary()
-        self._by_run: dict[str, Workflow] = {}
-        self._changed = threading.Condition()
-
-    def publish(self, dag: Workflow) -> None:
-        with self._changed:
-            self._by_name[dag.name] = dag
-            self._changed.notify_all()
-
-    def bind(self, workflow_id: str, dag: Workflow) -> None:
-        with self._changed:
-            self._by_run[workflow_id] = dag
-
-    def unbind(self, workflow_id: str) -> None:
-        with self._changed:
-            self._by_run.pop(workflow_id, None)
-
-    def find(self, workflow_id: str, name: str, digest: str | None,
-             grace: float) -> Workflow | None:
-        """The DAG for a run: the one that started it here, else the latest of that name.
-
-        A DAG whose task names differ from the run's is waited on for ``grace`` seconds
-        (its tasks may still be being added), then used all the same: replay then says
-        precisely where the definition and the log disagree.
-        """
-        deadline = time.monotonic() + grace
-        with self._changed:
-            while True:
-                dag = self._by_run.get(workflow_id) or self._by_name.get(name)
-                if dag is not None and (digest is None or dag.fingerprint() == digest):
-                    return dag
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return dag
-                self._changed.wait(min(remaining, 0.05))
-
-
-REGISTRY = _Registry()
-
-
 @durable.workflow(name=DAG_WORKFLOW)
 def run_dag(dag_name: str, options: dict[str, Any], carried: dict[str, Any]) -> Any:
     """The durable workflow of one DAG run (attempt): its tasks are its steps.
@@ -134,7 +73,7 @@ def run_dag(dag_name: str, options: dict[str, Any], carried: dict[str, Any]) -> 
     """
     workflow_id = durable.workflow_id()
     run_id = str(options.get("run_id") or workflow_id)
-    dag = REGISTRY.find(workflow_id, dag_name, options.get("fingerprint"), DEFINITION_GRACE)
+    dag = CATALOG.find(workflow_id, dag_name, options.get("fingerprint"), DEFINITION_GRACE)
     if dag is None:
         raise DagNotDefined(dag_name, run_id)
     problems, _order = problems_and_order(dag.tasks, options.get("capacity") or {})
@@ -183,7 +122,7 @@ class _Map:
 class _Execution:
     """One execution (or replay) of one DAG run, in the workflow's thread."""
 
-    def __init__(self, dag: Workflow, workflow_id: str, run_id: str, options: dict[str, Any],
+    def __init__(self, dag: Dag, workflow_id: str, run_id: str, options: dict[str, Any],
                  carried: dict[str, Any]) -> None:
         self.dag, self.workflow_id, self.run_id = dag, workflow_id, run_id
         self.tasks: dict[str, Task] = dict(dag.tasks)
@@ -199,13 +138,14 @@ class _Execution:
         self.unfinished: dict[str, int] = {}
         self.resolved: set[str] = set()
         self.ready: list[tuple[int, str, int, int, Unit]] = []
-        self.running: dict[Unit, DurableFuture] = {}
+        self.running: dict[Unit, durable.DurableFuture] = {}
         self.in_use: dict[str, float] = {}
         self.maps: dict[str, _Map] = {}
         self.unit_errors: dict[Unit, BaseException] = {}
         self.fallback_notes: dict[Unit, str] = {}
         self.live: set[str] = set()  # tasks with a unit that ran in this execution
-        dag._adopt_run(workflow_id)
+        self.book = CATALOG.book(dag)
+        self.book.adopt(workflow_id, self.tasks.values())
 
     # -- the scheduler (workflow thread) ------------------------------------------
 
@@ -325,11 +265,20 @@ class _Execution:
                 continue
             for resource, amount in needs.items():
                 self.in_use[resource] = self.in_use.get(resource, 0.0) + amount
-            step = self.dag._step_for(self.tasks[unit[0]], unit[2])
+            step = self._step_for(self.tasks[unit[0]], unit[2])
             args = () if unit[1] < 0 else (unit[1],)
             self.running[unit] = durable.submit(step, *args)
         for entry in deferred:
             heapq.heappush(self.ready, entry)
+
+    def _step_for(self, task: Task, kind: str) -> durable.Step:
+        policy = task.retry_policy() if kind == TASK else None
+        suffix = "" if kind == TASK else f":{kind}"
+        return self.book.step(
+            (task.name, kind, id(task), policy),
+            lambda: durable.step(name=f"dag:{self.dag.name}/{task.name}{suffix}",
+                                 retry=policy)(unit_body(task.name, kind)),
+        )
 
     def _fits(self, needs: dict[str, float]) -> bool:
         for resource, amount in needs.items():
@@ -342,7 +291,7 @@ class _Execution:
         for resource, amount in self.tasks[unit[0]].resources.items():
             self.in_use[resource] = self.in_use.get(resource, 0.0) - amount
 
-    def _settle(self, unit: Unit, future: DurableFuture) -> None:
+    def _settle(self, unit: Unit, future: durable.DurableFuture) -> None:
         name, index, kind = unit
         task = self.tasks[name]
         try:
@@ -411,7 +360,12 @@ class _Execution:
             record.skip_reason = reason
         if live:
             self.live.add(name)
-            self.dag._task_ended(task, state, value, error, reason)
+            if state is TaskState.SUCCESS:
+                notify(self.dag, "task_success", task, value)
+            elif state is TaskState.FAILURE:
+                notify(self.dag, "task_failure", task, error)
+            else:
+                notify(self.dag, "task_skip", task, reason)
         for child in self.dependents[name]:
             self.unfinished[child] -= 1
             if self.unfinished[child] == 0:
@@ -426,19 +380,8 @@ class _Execution:
         next call suspends it at once instead of holding the engine's close.
         """
         futures = list(self.running.values())
-        # DurableFuture has no wait-for-first of its own: wait on the futures inside it.
-        inner = [f for f in (getattr(d, "_future", None) for d in futures)
-                 if isinstance(f, Future)]
-        while not any(f.done() for f in futures) and not self._engine_stopping():
-            if len(inner) == len(futures):
-                wait(inner, timeout=STOP_CHECK_INTERVAL, return_when=FIRST_COMPLETED)
-            else:  # futures of another kind: poll them
-                time.sleep(0.001)
+        durable.DurableFuture.wait_first(futures)
         return [list(unit) for unit in sorted(self.running) if self.running[unit].done()]
-
-    def _engine_stopping(self) -> bool:
-        ctx = current_context()
-        return ctx is not None and ctx.host.stopping.is_set()
 
     # -- one unit (a step thread) -------------------------------------------------
 
@@ -460,13 +403,13 @@ class _Execution:
         return NO_ITEM if index < 0 else self.maps[task.name].items[index]
 
     def _run_attempt(self, task: Task, unit: Unit) -> Any:
-        attempt = self.dag._count_attempt(self.workflow_id, unit)
+        attempt = self.book.count_attempt(self.workflow_id, unit)
         breaker = self.dag.breaker_for(task)
         try:
             if unit[1] < 0 and task.run_if is not None and not task.map_over \
                     and not task.run_if(self.upstream(task)):
                 return skipped("run_if returned false")
-            self.dag._task_started(task, attempt)
+            self.book.task_started(self.dag, task)
             if breaker is not None:
                 breaker.before_call()
             args, kwargs = task.arguments(self.results, self._item(task, unit[1]))
@@ -481,7 +424,8 @@ class _Execution:
             return value
         except Exception as error:
             if task.retry_policy().retries(error, attempt):
-                self.dag._task_retrying(task, error, attempt)
+                task.run_info.state = TaskState.RETRYING
+                notify(self.dag, "task_retry", task, error, attempt)
             raise
         finally:
             task.run_info.finished = time.time()
@@ -548,6 +492,7 @@ def current_results() -> dict[str, Any] | None:
     return None if execution is None else execution.results
 
 
-def current_dag() -> Workflow | None:
+def current_dag() -> Dag | None:
+    """The DAG whose run this thread belongs to (a task), or None."""
     execution = _active.get()
     return None if execution is None else execution.dag

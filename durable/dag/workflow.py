@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -15,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 import durable
 from durable.dag import runner
+from durable.dag.catalog import CALLBACKS, CATALOG, fingerprint
 from durable.dag.graph import problems_and_order
 from durable.dag.model import Task, TaskRun, TaskState
 from durable.dag.patterns import CircuitBreaker
@@ -29,13 +29,8 @@ from durable.errors import (
     WorkflowFailed,
     WorkflowNotFound,
 )
-from durable.runtime.registry import Step
-from durable.status import Status
-
-log = logging.getLogger("durable.dag")
 
 Strategy = Literal["parallel", "sequential"]
-CALLBACKS = ("task_start", "task_success", "task_failure", "task_retry", "task_skip")
 
 
 def default_max_workers() -> int:
@@ -129,10 +124,7 @@ class Workflow:
         self._tasks: dict[str, Task] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._callbacks: dict[str, list[Callable[..., Any]]] = {kind: [] for kind in CALLBACKS}
-        self._steps: dict[tuple[Any, ...], Step] = {}
-        self._attempts: dict[tuple[str, runner.Unit], int] = {}
         self._lock = threading.Lock()
-        self._current_attempt: str | None = None
         self._results: dict[str, Any] = {}
         self.run_id: str | None = None
         self.started_at: float | None = None
@@ -146,7 +138,7 @@ class Workflow:
                 self._on(kind, callback)
         for task in tasks:
             self.add_task(task)
-        runner.REGISTRY.publish(self)
+        CATALOG.publish(self)
 
     def __repr__(self) -> str:
         return f"<durable.dag.Workflow {self.name!r} ({len(self._tasks)} tasks)>"
@@ -208,7 +200,7 @@ class Workflow:
 
     def fingerprint(self) -> str:
         """A digest of the task names (a recovered run looks for a DAG that has them)."""
-        return runner.fingerprint(self._tasks)
+        return fingerprint(self._tasks)
 
     def validate(self) -> list[str]:
         """Check the whole DAG before anything runs; return a topological order.
@@ -256,63 +248,12 @@ class Workflow:
         """Call ``callback(task, reason)`` when a task is skipped."""
         return self._on("task_skip", callback)
 
-    def _fire(self, kind: str, *args: Any) -> None:
-        for callback in self._callbacks[kind]:
-            try:
-                callback(*args)
-            except Exception:  # an observer must not change the run's outcome
-                log.exception("DAG %r: on_%s callback %r failed", self.name, kind, callback)
-
-    # -- hooks used by the runner (any thread) ------------------------------------------
-
-    def _step_for(self, task: Task, kind: str) -> Step:
-        policy = task.retry_policy() if kind == runner.TASK else None
-        key = (task.name, kind, id(task), policy)
-        step = self._steps.get(key)
-        if step is None:
-            suffix = "" if kind == runner.TASK else f":{kind}"
-            step = durable.step(name=f"dag:{self.name}/{task.name}{suffix}", retry=policy)(
-                runner.unit_body(task.name, kind))
-            self._steps[key] = step
-        return step
-
-    def _adopt_run(self, attempt_id: str) -> None:
-        with self._lock:
-            if self._current_attempt != attempt_id:
-                self._current_attempt = attempt_id
-                self._attempts.clear()
-                for task in self._tasks.values():
-                    task.reset()
-
-    def _count_attempt(self, attempt_id: str, unit: runner.Unit) -> int:
-        with self._lock:
-            key = (attempt_id, unit)
-            self._attempts[key] = self._attempts.get(key, 0) + 1
-            return self._attempts[key]
-
-    def _task_started(self, task: Task, attempt: int) -> None:
-        record = task.run_info
-        with self._lock:
-            first = record.started is None
-            if first:
-                record.started = time.time()
-            record.attempts += 1
-            record.state = TaskState.RUNNING
-        if first:
-            self._fire("task_start", task)
-
-    def _task_retrying(self, task: Task, error: BaseException, attempt: int) -> None:
-        task.run_info.state = TaskState.RETRYING
-        self._fire("task_retry", task, error, attempt)
-
-    def _task_ended(self, task: Task, state: TaskState, value: Any,
-                    error: BaseException | None, reason: str | None) -> None:
-        if state is TaskState.SUCCESS:
-            self._fire("task_success", task, value)
-        elif state is TaskState.FAILURE:
-            self._fire("task_failure", task, error)
-        else:
-            self._fire("task_skip", task, reason)
+    def callbacks(self, kind: str) -> tuple[Callable[..., Any], ...]:
+        """The callbacks registered for ``kind`` (one of ``task_start``, ``task_success``,
+        ``task_failure``, ``task_retry``, ``task_skip``), in registration order."""
+        if kind not in self._callbacks:
+            raise InvalidArgument(f"no callback kind {kind!r}; one of {', '.join(CALLBACKS)}")
+        return tuple(self._callbacks[kind])
 
     # -- running ------------------------------------------------------------------------
 
@@ -344,9 +285,8 @@ class Workflow:
             max_workers or self.max_workers or default_max_workers())
         options = {"run_id": run_id, "max_workers": workers, "capacity": dict(self.resources),
                    "fingerprint": self.fingerprint()}
-        runner.REGISTRY.publish(self)  # before an engine opens: it may recover this run at once
-        with self._lock:
-            self._current_attempt = None
+        CATALOG.publish(self)  # before an engine opens: it may recover this run at once
+        CATALOG.book(self).forget()
         for task in self._tasks.values():
             task.reset()
         self.run_id, self._results = run_id, {}
@@ -354,11 +294,11 @@ class Workflow:
         engine = self.engine or durable.Engine(default_db())
         try:
             attempt_id, carried = _next_attempt(engine, self.name, run_id)
-            runner.REGISTRY.bind(attempt_id, self)
+            CATALOG.bind(attempt_id, self)
             try:
                 outcome = self._wait(engine, attempt_id, options, carried)
             finally:
-                runner.REGISTRY.unbind(attempt_id)
+                CATALOG.unbind(attempt_id)
         finally:
             self.finished_at = time.time()
             if self.engine is None:
@@ -434,16 +374,17 @@ class Workflow:
     def report(self) -> RunReport:
         """A status table of the latest run (``print()`` it): state, attempts, duration and
         start of each task, the critical path and the slowest tasks."""
-        return build_report(self)
+        return build_report(self.name, self.run_id, self._tasks, self.started_at,
+                            self.finished_at)
 
     def critical_path(self) -> list[str]:
         """The chain of dependent tasks that took longest in the latest run."""
-        return list(build_report(self).critical_path)
+        return list(self.report().critical_path)
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (edges point to the dependent task), tasks
         coloured by state."""
-        return mermaid(self)
+        return mermaid(self._tasks)
 
 
 def _next_attempt(engine: durable.Engine, dag_name: str,
@@ -453,7 +394,7 @@ def _next_attempt(engine: durable.Engine, dag_name: str,
     Attempt 1 is ``run_id`` itself; once an attempt ends in failure, running the id again
     starts ``run_id/rerun-N``, which keeps the results of the tasks that succeeded.
     """
-    attempts: list[tuple[str, Status]] = []
+    attempts: list[tuple[str, durable.Status]] = []
     while True:
         attempt_id = run_id if not attempts else f"{run_id}/rerun-{len(attempts) + 1}"
         try:
@@ -464,7 +405,7 @@ def _next_attempt(engine: durable.Engine, dag_name: str,
         return run_id, {}
     latest, status = attempts[-1]
     _check_owner(engine, latest, dag_name, run_id)
-    if status not in (Status.FAILURE, Status.CANCELLED):
+    if status not in (durable.Status.FAILURE, durable.Status.CANCELLED):
         return latest, {}
     carried: dict[str, Any] = {}
     for attempt_id, _status in reversed(attempts):

@@ -21,13 +21,13 @@ from durable.errors import (
     EngineClosed,
     InvalidArgument,
     NonDeterminismError,
-    SerializationError,
     WaitTimeout,
     WorkflowConflict,
     WorkflowFinished,
     WorkflowNotFound,
 )
 from durable.runtime import run as running
+from durable.runtime.checks import check_text, encode_message
 from durable.runtime.host import register_host, unregister_host
 from durable.runtime.queues import Queue
 from durable.runtime.registry import Workflow, find_workflow
@@ -59,6 +59,9 @@ class Engine:
             process takes over a workflow whose owner stopped renewing it.
         max_recoveries: how often a workflow may be recovered after losing its process
             without making progress before it is failed.
+        read_only: open the file read-only (for inspection: list, show, history,
+            replay): nothing is created, migrated or switched to WAL, and every write
+            raises StorageError. Needs ``workers=0``.
 
     Example:
         >>> with durable.Engine("shop.db") as engine:
@@ -74,13 +77,19 @@ class Engine:
         lease: float = 30.0,
         max_recoveries: int = 5,
         poll_interval: float = 0.05,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(workers, int) or workers < 0:
             raise InvalidArgument(f"Engine(workers={workers!r}): workers must be an int >= 0")
+        if read_only and workers:
+            raise InvalidArgument(
+                f"Engine(workers={workers}, read_only=True): a read-only engine cannot run "
+                "workflows; pass workers=0")
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
-        self.store: Store = SQLiteStore(self.path, synchronous, preallocate=workers > 0)
+        self.store: Store = SQLiteStore(self.path, synchronous, preallocate=workers > 0,
+                                        read_only=read_only)
         self.owner = owner_id()
         self.workers = workers
         self.lease = float(lease)
@@ -171,6 +180,8 @@ class Engine:
         """
         self._check_open()
         workflow = _resolve(wf)
+        if workflow_id is not None:
+            check_text(workflow_id, f"start({workflow.name}, workflow_id=...)")
         workflow_id = workflow_id or str(uuid.uuid4())
         if not (queue is None and priority is None and dedup_id is None and delay is None
                 and start_at is None and signal is None):
@@ -342,21 +353,26 @@ class Engine:
 
     # -- control --------------------------------------------------------------
 
-    def send_signal(self, workflow_id: str, name: str, payload: Any = None) -> None:
+    def send_signal(self, workflow_id: str, name: str, payload: Any = None, *,
+                    allow_pickle: bool = False) -> None:
         """Send a signal; delivered once, in send order, to ``wait_for_signal(name)``.
+
+        The payload is JSON: JSON data, or a pydantic model or dataclass (it arrives as
+        a dict). ``allow_pickle=True`` lets any other value through cloudpickle; only for
+        senders the workers trust, since unpickling runs code.
 
         Raises:
             WorkflowNotFound: no workflow has that id.
             WorkflowFinished: the workflow already ended.
+            SerializationError: the payload needs pickle and ``allow_pickle`` is False.
+            InvalidArgument: ``name`` is not a str.
         """
+        check_text(name, f"send_signal({workflow_id!r}, name=...)")
         row = self.row(workflow_id)
         if row.finished:
             raise WorkflowFinished(workflow_id, row.status, f"signal {name!r} to")
-        try:
-            encoding, data = ser.encode(payload)
-        except ser.Unserializable as error:
-            raise SerializationError(workflow_id, 0, f"signal {name!r}", error.type_name,
-                                     error.reason) from error
+        encoding, data = encode_message(payload, allow_pickle, workflow_id, 0,
+                                        f"signal {name!r}")
         self.store.send_signal(workflow_id, name, encoding, data)
         self._executor.wake()
 

@@ -36,9 +36,9 @@ class WorkflowHandle:
         """
         return self.engine.result(self.workflow_id, timeout)
 
-    def signal(self, name: str, payload: Any = None) -> None:
+    def signal(self, name: str, payload: Any = None, *, allow_pickle: bool = False) -> None:
         """Send it a signal (see Engine.send_signal)."""
-        self.engine.send_signal(self.workflow_id, name, payload)
+        self.engine.send_signal(self.workflow_id, name, payload, allow_pickle=allow_pickle)
 
     def pause(self) -> None:
         self.engine.pause(self.workflow_id)

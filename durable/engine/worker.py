@@ -26,7 +26,7 @@ from durable.runtime.queues import served_queues
 from durable.runtime.run import execute
 from durable.runtime.steps import run_body
 from durable.status import Status
-from durable.store import Fenced, WorkflowRow
+from durable.store import Fenced, StorageFailed, WorkflowRow
 
 if TYPE_CHECKING:
     from durable.engine.engine import Engine
@@ -38,6 +38,8 @@ log = logging.getLogger("durable")
 HOST = socket.gethostname()
 #: Seconds before a workflow whose execution failed inside the engine is run again.
 ENGINE_ERROR_RETRY = 1.0
+#: Backoff after a storage error (disk full, I/O error): first and longest delay, seconds.
+STORAGE_RETRY_FIRST, STORAGE_RETRY_MAX = 0.5, 30.0
 
 
 def owner_id() -> str:
@@ -78,6 +80,11 @@ class Executor:
         self._threads: list[threading.Thread] = []
         self._pool: DaemonPool | None = None
         self.scheduler = Scheduler(engine)
+        # The workflows this engine is running now: the heartbeat renews their leases
+        # only. A workflow it stopped running (even one it could not release) keeps no
+        # live lease, so another engine takes it over once the lease ends.
+        self._running: set[str] = set()
+        self._storage_failures: dict[str, int] = {}  # workflow id -> storage errors in a row
 
     def start(self) -> None:
         self.recover_dead_owners()
@@ -137,6 +144,7 @@ class Executor:
 
     def _dispatch(self) -> None:
         engine = self.engine
+        failures = 0
         while not engine.stopping.is_set():
             with self._busy_lock:
                 free = engine.workers - self._busy
@@ -147,12 +155,18 @@ class Executor:
                     now = time.time()
                 if free > 0:
                     claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
-                queues = served_queues()
-                if free > len(claimed) and queues:
-                    claimed += engine.store.claim_queued(
-                        engine.owner, now, now + engine.lease, free - len(claimed), queues)
-            except Exception:  # a failed poll must not kill the dispatcher; try next tick
-                log.exception("claiming workflows failed; retrying")
+                    queues = served_queues()
+                    if free > len(claimed) and queues:
+                        claimed += engine.store.claim_queued(
+                            engine.owner, now, now + engine.lease, free - len(claimed), queues)
+                failures = 0
+            except Exception as error:  # a failed poll must not kill the dispatcher
+                failures += 1
+                delay = _backoff(failures)
+                log.error("claiming workflows failed (%s); retrying in %.1f s", error, delay)
+                if not claimed:  # (what a first claim took still runs)
+                    engine.stopping.wait(delay)
+                    continue
             for row in claimed:
                 with self._busy_lock:
                     self._busy += 1
@@ -166,7 +180,9 @@ class Executor:
         interval = min(engine.lease / 3, 1.0)
         while not engine.stopping.wait(interval):
             try:
-                engine.store.renew(engine.owner, time.time() + engine.lease)
+                with self._busy_lock:
+                    running = list(self._running)
+                engine.store.renew(engine.owner, time.time() + engine.lease, running)
                 self.recover_dead_owners()
             except Exception:
                 log.exception("renewing leases failed; retrying")
@@ -174,8 +190,13 @@ class Executor:
     # -- one workflow -------------------------------------------------------------
 
     def _execute(self, row: WorkflowRow) -> None:
+        with self._busy_lock:
+            self._running.add(row.workflow_id)
         try:
             execute(self.engine, row)
+            self._storage_failures.pop(row.workflow_id, None)
+        except StorageFailed as failed:
+            self._retry_after_storage_error(row.workflow_id, failed.error)
         except Fenced:
             pass  # another executor owns it now; nothing of ours may be written
         except Exception:
@@ -189,10 +210,26 @@ class Executor:
                               "this engine stops", row.workflow_id)
         finally:
             with self._busy_lock:
+                self._running.discard(row.workflow_id)
                 self._busy -= 1
                 self._busy_lock.notify_all()
             self._wakeup.set()
             self.engine.notify()
+
+    def _retry_after_storage_error(self, workflow_id: str, error: Exception) -> None:
+        """Release a workflow whose write failed in the storage, runnable again after a
+        backoff. If that write fails too, its lease simply ends: it is no longer renewed."""
+        failures = self._storage_failures.get(workflow_id, 0) + 1
+        self._storage_failures[workflow_id] = failures
+        delay = _backoff(failures)
+        log.error("workflow %r: %s; retrying in %.1f s", workflow_id, error, delay)
+        try:
+            self.engine.store.retry_later(
+                self.engine.owner, workflow_id, time.time() + delay,
+                f"a retry after a storage error ({type(error).__name__})")
+        except Exception as again:
+            log.error("workflow %r: could not release it (%s); its lease ends in %.0f s and "
+                      "it is retried then", workflow_id, again, self.engine.lease)
 
     def before_new_call(self, ctx: WorkflowContext) -> None:
         """Checks made before any call that the log does not answer yet."""
@@ -233,3 +270,8 @@ class Executor:
         if "error" in box:
             raise box["error"]
         return box["value"]
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` storage errors in a row: doubling, capped."""
+    return float(min(STORAGE_RETRY_FIRST * 2 ** min(failures - 1, 16), STORAGE_RETRY_MAX))

@@ -16,6 +16,7 @@ from typing import Any
 
 from durable import serialization as ser
 from durable.errors import InvalidArgument, Unwind
+from durable.runtime.checks import check_text, encode_message
 from durable.runtime.context import (
     ReplayEnd,
     WorkflowContext,
@@ -90,6 +91,7 @@ def wait_for_signal(
     The workflow is suspended (no thread held) until the signal comes; with ``timeout``,
     ``default`` is returned once it passes. Each signal is delivered once, in send order.
     """
+    check_text(name, "durable.wait_for_signal(name)")
     limit = seconds(timeout, "wait_for_signal() timeout")
     ctx = require("wait_for_signal")
     site, recorded = ctx.begin("signal", name, (), {})
@@ -123,13 +125,22 @@ def wait_for_signal(
                       recheck=("signal", name))
 
 
-def set_event(key: str, value: Any) -> None:
-    """Publish ``value`` under ``key``; outsiders read it with ``engine.get_event``."""
+def set_event(key: str, value: Any, allow_pickle: bool = False) -> None:
+    """Publish ``value`` under ``key``; outsiders read it with ``engine.get_event``.
+
+    ``value`` is JSON (JSON data, or a pydantic model or dataclass, read back as a dict)
+    unless ``allow_pickle=True``: the reader would run code to unpickle it.
+    """
+    check_text(key, "durable.set_event(key, ...)")
     ctx = require("set_event")
     site, recorded = ctx.begin("event", key, (), {})
     if recorded is not None:
         return
-    encoding, payload = ctx.encode(site, f"event {key!r}", value, None)
+    if allow_pickle:
+        encoding, payload = ctx.encode(site, f"event {key!r}", value, None)
+    else:
+        encoding, payload = encode_message(value, False, ctx.workflow_id, site.call,
+                                           f"event {key!r}")
     ctx.append(ctx.event(site, "event.set", encoding, payload), publish=(key, encoding, payload))
 
 
@@ -192,6 +203,7 @@ class _State(MutableMapping[str, Any]):
         return self._ctx().state[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
+        check_text(key, "durable.state[key] = ...")
         ctx = self._ctx()
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
@@ -205,6 +217,7 @@ class _State(MutableMapping[str, Any]):
         ctx.state[key] = value
 
     def __delitem__(self, key: str) -> None:
+        check_text(key, "del durable.state[key]")
         ctx = self._ctx()
         if key not in ctx.state:
             raise KeyError(key)

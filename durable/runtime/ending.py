@@ -16,7 +16,7 @@ from durable.runtime.context import COMPENSATING, ReplayEnd, Suspend, WorkflowCo
 from durable.runtime.registry import find_workflow
 from durable.runtime.steps import run_recorded_step
 from durable.status import Status
-from durable.store import Fenced, NewEvent
+from durable.store import Fenced, NewEvent, StorageFailed
 
 log = logging.getLogger("durable")
 
@@ -48,6 +48,8 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
             try:
                 _mark_compensating(ctx, status, outcome)
                 run_compensations(ctx)
+            except StorageFailed:
+                raise  # the engine releases the workflow for a retry
             except (Suspend, Fenced):
                 return  # a compensation waits for a retry, or we lost the workflow: later
     if status is Status.FAILURE:

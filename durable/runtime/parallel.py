@@ -13,18 +13,22 @@ import asyncio
 import contextlib
 import heapq
 import threading
+import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
 from typing import Any
 
 from durable.errors import InvalidArgument, Unwind
 from durable.replay import CallSite, Recorded
 from durable.runtime.children import ChildHandle, start_child
-from durable.runtime.context import RetryLater, WorkflowContext, require
+from durable.runtime.context import RetryLater, WorkflowContext, current_context, require
 from durable.runtime.registry import Step, Workflow
 from durable.runtime.steps import run_step
+
+#: How often a wait for the first of several futures looks whether its engine shuts down.
+STOP_CHECK_INTERVAL = 0.1
 
 
 class DurableFuture:
@@ -46,6 +50,31 @@ class DurableFuture:
 
     def done(self) -> bool:
         return self._child is not None or (self._future is not None and self._future.done())
+
+    @staticmethod
+    def wait_first(futures: Sequence[DurableFuture], timeout: float | None = None) -> bool:
+        """Block until one of ``futures`` is done: True then; False when ``timeout`` passed
+        first or the engine running this workflow shuts down (its next recorded call then
+        suspends the workflow instead of holding the engine's close).
+
+        Which future is done first depends on timing: call it inside a step, whose
+        result is recorded (as ``durable.dag`` does), never in a workflow's own code.
+        """
+        ctx = current_context.get()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        inner = [f._future for f in futures if f._future is not None]
+        while not any(f.done() for f in futures):
+            if ctx is not None and ctx.host.stopping.is_set():
+                return False
+            left = STOP_CHECK_INTERVAL if deadline is None else min(
+                STOP_CHECK_INTERVAL, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            if len(inner) == len(futures):
+                wait(inner, timeout=left, return_when=FIRST_COMPLETED)
+            else:  # child workflows among them: nothing to wait on, look again soon
+                time.sleep(min(left, 0.001))
+        return True
 
 
 def submit(fn: Step | Workflow, *args: Any, **kwargs: Any) -> DurableFuture:

@@ -11,6 +11,7 @@ from durable import serialization as ser
 from durable.errors import (
     NonDeterminismError,
     RecoveryLimitExceeded,
+    StorageError,
     UnknownWorkflow,
     Unwind,
     WorkflowFailed,
@@ -31,7 +32,7 @@ from durable.runtime.host import Host
 from durable.runtime.registry import Workflow, find_workflow
 from durable.runtime.rows import decode_input, encode_input, outcome
 from durable.status import Status
-from durable.store import Fenced, NewEvent, WorkflowRow
+from durable.store import Fenced, NewEvent, StorageFailed, WorkflowRow
 
 log = logging.getLogger("durable")
 
@@ -72,9 +73,9 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
             ctx.check_all_replayed()
     except Suspend:
         return None
-    except Fenced as fenced:
-        if fenced.reason.startswith("storage"):
-            log.error("%s; it will be recovered", fenced)
+    except StorageFailed:
+        raise  # the engine releases the workflow for a retry with backoff
+    except Fenced:
         return None
     except ContinueAsNew as new:
         return _continue_as_new(host, ctx, workflow, new)
@@ -89,6 +90,9 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
     except Unwind:
         raise
     except BaseException as error:  # sys.exit() in a workflow, too: a failure, not a hang
+        if isinstance(error, StorageError) and error.path == host.store.path:
+            # This engine's storage failed (a read): not the workflow's fault; retried.
+            raise StorageFailed(row.workflow_id, error) from error
         if ctx.diverged is None:
             finish(ctx, Status.FAILURE, error)
             return None

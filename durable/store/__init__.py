@@ -7,112 +7,40 @@ methods without touching the engine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Collection
+from typing import Any, Protocol
 
-from durable.errors import Unwind
 from durable.replay import Recorded
+from durable.store.reads import StoreReads
+from durable.store.rows import (
+    SCHEDULE_COLUMNS,
+    TERMINAL_STATUSES,
+    WORKFLOW_COLUMNS,
+    Fenced,
+    NewEvent,
+    QueueLimits,
+    ScheduleRow,
+    StorageFailed,
+    WorkflowRow,
+)
 
-TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED", "SKIPPED"})
+__all__ = [
+    "SCHEDULE_COLUMNS",
+    "TERMINAL_STATUSES",
+    "WORKFLOW_COLUMNS",
+    "Fenced",
+    "NewEvent",
+    "QueueLimits",
+    "ScheduleRow",
+    "StorageFailed",
+    "Store",
+    "StoreReads",
+    "WorkflowRow",
+]
 
-
-class Fenced(Unwind):
-    """This engine no longer owns the workflow: it must stop without writing.
-
-    A ``BaseException`` so that user code cannot swallow it.
-    """
-
-    def __init__(self, workflow_id: str, reason: str = "it is owned by another executor") -> None:
-        self.workflow_id, self.reason = workflow_id, reason
-        super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
-
-
-@dataclass(slots=True)
-class WorkflowRow:
-    """The status projection of one workflow."""
-
-    workflow_id: str
-    name: str
-    status: str
-    run: int
-    input_encoding: str
-    input: Any
-    output_encoding: str | None
-    output: Any
-    error: str | None
-    owner: str | None
-    lease_until: float | None
-    wake_at: float | None
-    wait_signal: str | None
-    waiting: str | None
-    control: str | None
-    recoveries: int
-    progress: int
-    parent_id: str | None
-    deadline: float | None
-    created: float
-    updated: float
-    queue: str | None = None
-    priority: int = 0
-    dedup_id: str | None = None
-    start_at: float | None = None  # a deferred start: not dequeued before this time
-    dequeued: float | None = None  # when it left ENQUEUED (queues count these)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
-
-
-class NewEvent(NamedTuple):
-    """An event to append: the store adds workflow id, run and time."""
-
-    position: int
-    call: int
-    kind: str
-    name: str
-    digest: str = ""
-    args: str = ""
-    encoding: str = "json"
-    payload: Any = None
-    run: int | None = None  # default: the workflow's current run
-
-
-class QueueLimits(NamedTuple):
-    """A queue as a worker serves it: its name and limits (None: no limit)."""
-
-    name: str
-    concurrency: int | None = None
-    worker_concurrency: int | None = None
-    rate_count: int | None = None
-    rate_per: float | None = None
-    priority: bool = True
-
-
-@dataclass(slots=True)
-class ScheduleRow:
-    """A stored cron schedule: ``workflow`` started with its input at each tick."""
-
-    name: str
-    cron: str
-    timezone: str
-    missed: str
-    workflow: str
-    input_encoding: str
-    input: Any
-    next_at: float  # the next tick not yet started
-    declared: bool  # from @durable.scheduled (re-declared by each worker) or engine.schedule
-    created: float
-    updated: float
-
-
-SCHEDULE_COLUMNS = tuple(ScheduleRow.__dataclass_fields__)
-
-
-class Store(Protocol):
-    """What the engine needs from storage. Every method is one transaction."""
+class Store(StoreReads, Protocol):
+    """What the engine needs from storage (and the dashboard reads: :class:`StoreReads`).
+    Every method is one transaction."""
 
     path: str
 
@@ -153,8 +81,13 @@ class Store(Protocol):
     def retry_set_aside(self) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
 
-    def renew(self, owner: str, lease_until: float) -> None:
-        """Extend the lease of every workflow ``owner`` holds."""
+    def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
+        """Extend the leases ``owner`` holds on ``workflow_ids`` (the ones it is running:
+        a workflow it stopped running must not stay leased)."""
+
+    def retry_later(self, owner: str, workflow_id: str, retry_at: float, why: str) -> None:
+        """Release a workflow whose run failed in the storage, runnable again from
+        ``retry_at`` (not counted as a recovery); ``why`` is shown as what it waits for."""
 
     def release(self, owner: str, workflow_id: str | None = None) -> None:
         """Give up ownership (of one workflow, or of all) so others may claim."""

@@ -77,7 +77,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow_id, key)
     ) WITHOUT ROWID;
     """,
-    # 2: queues (queue, priority, dedup_id, start_at, dequeued), schedules, and the one
+    # 2: the dashboard's workflow list, newest first, keyset-paginated on (created, id),
+    # unfiltered and by name (by status: workflows_status); and the workflows that ended
+    # by time, for the throughput chart: partial, so a row enters it once, when it ends,
+    # and the writes of running workflows never touch it. Then the few workflows set aside
+    # with an error (diverged, unknown), newest first, for the latest failures.
+    """
+    CREATE INDEX workflows_created ON workflows (created, workflow_id);
+    CREATE INDEX workflows_name ON workflows (name, created, workflow_id);
+    CREATE INDEX workflows_ended ON workflows (status, updated)
+        WHERE status IN ('SUCCESS', 'FAILURE');
+    CREATE INDEX workflows_set_aside ON workflows (updated) WHERE error IS NOT NULL;
+    """,
+    # 3: queues (queue, priority, dedup_id, start_at, dequeued), schedules, and the one
     # deletion the log allows: whole finished workflows named in `pruning` by durable prune.
     """
     ALTER TABLE workflows ADD COLUMN queue TEXT;

@@ -14,13 +14,13 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from durable.errors import DatabaseError
+from durable.errors import DatabaseError, StorageError
 from durable.replay import Recorded, recorded_from_row
-from durable.store import Fenced, NewEvent, WorkflowRow
+from durable.store import Fenced, NewEvent, StorageFailed, WorkflowRow
 from durable.store.cache import RunCache
 from durable.store.sqlite_commit import (
     SELECT_WORKFLOW,
@@ -29,8 +29,10 @@ from durable.store.sqlite_commit import (
     fast_insert,
     not_written,
 )
-from durable.store.sqlite_connect import BUSY_TIMEOUT_S, connect, preallocate_wal
+from durable.store.sqlite_connect import connect, open_reader, preallocate_wal
+from durable.store.sqlite_errors import mapped, storage
 from durable.store.sqlite_ops import PAUSED_ENQUEUED, SQLiteOps
+from durable.store.sqlite_reads import SQLiteReads
 
 log = logging.getLogger("durable")
 
@@ -51,25 +53,28 @@ _NOT_STARTED = (
 )
 
 
-class SQLiteStore(SQLiteOps):
+class SQLiteStore(SQLiteReads, SQLiteOps):
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
 
-    def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:
+    def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True,
+                 read_only: bool = False) -> None:
         """``preallocate``: grow the WAL at once (see preallocate_wal); worth it for a
-        long-lived executor at "full", not for a client opened for a few calls."""
+        long-lived executor at "full", not for a client opened for a few calls.
+        ``read_only``: open the file read-only (``mode=ro``): no migration, no switch to
+        WAL, and every write raises StorageError. For inspection."""
         self.path = path
+        self.read_only = read_only
         self._lock = threading.RLock()
-        self._conn = connect(path, synchronous)
+        self._conn = connect(path, synchronous, read_only)
         # Reads on their own connection: WAL lets them run while a commit waits for its
         # fsync, which holds the writing connection (and _lock) for most of a commit.
         try:
-            self._reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                           timeout=BUSY_TIMEOUT_S)
+            self._reader = open_reader(path, read_only)
         except sqlite3.Error as error:
             self._conn.close()
             raise DatabaseError(path, str(error)) from error
         self._read_lock = threading.RLock()  # events() reads under it, through _read
-        if preallocate and synchronous == "full":
+        if preallocate and synchronous == "full" and not read_only:
             preallocate_wal(self._conn, path)
         self._synchronous = synchronous
         self._closed = False
@@ -81,11 +86,12 @@ class SQLiteStore(SQLiteOps):
     # -- plumbing ---------------------------------------------------------------
 
     @contextmanager
-    def _writing(self, sync: bool = True) -> Iterator[sqlite3.Connection]:
+    def _writing(self, what: str, sync: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction. ``sync=False`` skips the fsync of this commit: for writes
         that may be lost with a power cut (claims: fencing makes a lost claim harmless).
-        The WAL is sequential, so a later synced commit makes this one durable too."""
-        with self._lock:
+        The WAL is sequential, so a later synced commit makes this one durable too.
+        Every sqlite3 error comes out as its durable error (StorageError mostly)."""
+        with self._lock, storage(self.path, what):
             relaxed = not sync and self._synchronous == "full"
             if relaxed:
                 self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -94,7 +100,8 @@ class SQLiteStore(SQLiteOps):
                 try:
                     yield self._conn
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    if self._conn.in_transaction:  # a full disk may have ended it already
+                        self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
             finally:
@@ -103,7 +110,7 @@ class SQLiteStore(SQLiteOps):
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """One statement, in its own read transaction: it sees every committed write."""
-        with self._read_lock:
+        with self._read_lock, storage(self.path, "a read"):
             return self._reader.execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -124,7 +131,7 @@ class SQLiteStore(SQLiteOps):
         # A read first: an idle poll must not take the write lock from other processes.
         if not self._read(_RUNNABLE + " LIMIT 1", (now, now)):
             return claimed
-        with self._writing(sync=False) as conn:
+        with self._writing("claiming workflows", sync=False) as conn:
             rows = conn.execute(
                 f"{SELECT_WORKFLOW} WHERE workflow_id IN ({_RUNNABLE} ORDER BY wake_at LIMIT ?)",
                 (now, now, limit),
@@ -164,27 +171,41 @@ class SQLiteStore(SQLiteOps):
 
     def expire(self, owner: str) -> None:
         """End the leases of ``owner`` at once (its process is known to be gone)."""
-        with self._writing() as conn:
+        with self._writing("expiring the leases of a dead owner") as conn:
             conn.execute("UPDATE workflows SET lease_until = 0 WHERE owner = ?", (owner,))
 
     def retry_set_aside(self) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
-        with self._writing() as conn:
+        with self._writing("retrying workflows set aside") as conn:
             conn.execute(
                 "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND error IS NOT NULL "
                 "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
                 (time.time(),),
             )
 
-    def renew(self, owner: str, lease_until: float) -> None:
-        with self._writing(sync=False) as conn:
-            conn.execute(  # not the leases ended by crashed()
-                "UPDATE workflows SET lease_until = ? WHERE owner = ? AND lease_until > 0",
-                (lease_until, owner),
+    def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
+        if not workflow_ids:
+            return
+        ids = list(workflow_ids)
+        with self._writing("renewing leases", sync=False) as conn:
+            for start in range(0, len(ids), 500):  # under SQLite's limit of bound variables
+                chunk = ids[start:start + 500]
+                conn.execute(  # not the leases ended by crashed()
+                    "UPDATE workflows SET lease_until = ? WHERE owner = ? AND lease_until > 0 "
+                    f"AND workflow_id IN ({', '.join('?' * len(chunk))})",
+                    (lease_until, owner, *chunk),
+                )
+
+    def retry_later(self, owner: str, workflow_id: str, retry_at: float, why: str) -> None:
+        with self._writing(f"releasing workflow {workflow_id!r} for a retry") as conn:
+            conn.execute(
+                "UPDATE workflows SET owner = NULL, lease_until = NULL, wake_at = ?, "
+                "waiting = ?, updated = ? WHERE owner = ? AND workflow_id = ?",
+                (retry_at, why, time.time(), owner, workflow_id),
             )
 
     def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
-        with self._writing() as conn:
+        with self._writing(f"marking workflow {workflow_id!r} for a retry") as conn:
             conn.execute(
                 "UPDATE workflows SET lease_until = 0, wake_at = ? "
                 "WHERE owner = ? AND workflow_id = ?",
@@ -192,7 +213,7 @@ class SQLiteStore(SQLiteOps):
             )
 
     def release(self, owner: str, workflow_id: str | None = None) -> None:
-        with self._writing() as conn:
+        with self._writing("releasing workflows") as conn:
             if workflow_id is None:
                 conn.execute(
                     "UPDATE workflows SET owner = NULL, wake_at = COALESCE(wake_at, ?) "
@@ -227,7 +248,7 @@ class SQLiteStore(SQLiteOps):
     # -- controls from outside ----------------------------------------------------
 
     def request_pause(self, workflow_id: str, now: float) -> None:
-        with self._writing() as conn:
+        with self._writing(f"pausing workflow {workflow_id!r}") as conn:
             # At rest (nobody runs it): paused at once. Running: it pauses itself at its
             # next recorded call. A pending cancel (or a compensation) wins over a pause.
             conn.execute(  # still enqueued: resume puts it back in its queue
@@ -247,7 +268,7 @@ class SQLiteStore(SQLiteOps):
             )
 
     def resume(self, workflow_id: str, now: float) -> None:
-        with self._writing() as conn:
+        with self._writing(f"resuming workflow {workflow_id!r}") as conn:
             # A pause still pending is withdrawn; a pending cancel is left alone.
             conn.execute(
                 "UPDATE workflows SET control = NULL, updated = ? WHERE workflow_id = ? "
@@ -267,7 +288,7 @@ class SQLiteStore(SQLiteOps):
             )
 
     def request_cancel(self, workflow_id: str, now: float) -> None:
-        with self._writing() as conn:
+        with self._writing(f"cancelling workflow {workflow_id!r}") as conn:
             # Never started (enqueued or deferred): it ends CANCELLED here and never runs.
             found = conn.execute(
                 f"SELECT run, name, parent_id FROM workflows WHERE workflow_id = ? "
@@ -401,48 +422,74 @@ class SQLiteStore(SQLiteOps):
             # transaction. It inserts nothing if we lost the workflow or a pause or
             # cancel waits; then the full path below finds out which.
             first = batch[0]
-            if len(batch) == 1 and isinstance(first, Append) and first.simple and fast_insert(
-                conn, first
-            ):
-                return
+            if len(batch) == 1 and isinstance(first, Append) and first.simple:
+                try:
+                    if fast_insert(conn, first):
+                        return
+                except Fenced as error:
+                    first.error = error
+                    return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for request in batch:
-                    if isinstance(request, Create):
-                        request.apply(conn)
-                        continue
-                    if request.simple:
-                        try:
-                            if fast_insert(conn, request):
-                                continue
-                        except Fenced as error:  # only this statement was undone
-                            request.error = error
-                            continue
-                    conn.execute("SAVEPOINT one_write")
-                    try:
-                        request.apply(conn)
-                    except BaseException as error:
-                        conn.execute("ROLLBACK TO one_write")
-                        request.error = error
-                    conn.execute("RELEASE one_write")
+                    self._apply(conn, request)
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        except sqlite3.Error as error:
-            # The database failed (disk full, I/O error): nothing of this batch is durable.
-            # Fenced stops each executor without recording anything; the workflows are
-            # recovered later, and the failure is never recorded as the workflow's own.
+        except (sqlite3.Error, UnicodeEncodeError) as error:
+            # The transaction failed as a whole (disk full, I/O error): nothing of this
+            # batch is durable. A run unwinds with StorageFailed (the engine releases the
+            # workflow for a retry); a start raises StorageError.
             for request in batch:
-                request.error = request.error or (
-                    DatabaseError(self.path, str(error)) if isinstance(request, Create)
-                    else Fenced(request.workflow_id, f"storage: {error}"))
+                request.error = request.error or self._failed(request, error)
         except BaseException as error:
             for request in batch:
                 request.error = request.error or error
         finally:
             for request in batch:
                 request.done = True
+
+    def _apply(self, conn: sqlite3.Connection, request: Append | Create) -> None:
+        """Apply one request of a group commit under its own savepoint: a request that
+        fails (a bad id, a lost workflow) fails alone; the others still commit. An error
+        that ended the whole transaction (a full disk may) is raised for all."""
+        if isinstance(request, Append) and request.simple:
+            try:  # one statement: SQLite undoes a failed statement by itself
+                if fast_insert(conn, request):
+                    return
+            except Fenced as error:
+                request.error = error
+                return
+            except (sqlite3.Error, UnicodeEncodeError) as error:
+                if not conn.in_transaction:
+                    raise
+                request.error = self._failed(request, error)
+                return
+        conn.execute("SAVEPOINT one_write")
+        try:
+            request.apply(conn)
+        except BaseException as error:
+            if not conn.in_transaction:
+                raise
+            conn.execute("ROLLBACK TO one_write")
+            conn.execute("RELEASE one_write")
+            request.error = (self._failed(request, error)
+                             if isinstance(error, sqlite3.Error | UnicodeEncodeError) else error)
+            return
+        conn.execute("RELEASE one_write")
+
+    def _failed(self, request: Append | Create, error: BaseException) -> BaseException:
+        """The error a request of a failed write gets: InvalidArgument for a value that
+        cannot be stored; StorageError for a start, StorageFailed (an unwinding) in a run."""
+        if isinstance(request, Create):
+            return mapped(self.path, f"starting workflow {request.workflow_id!r}", error)
+        durable_error = mapped(
+            self.path, f"recording events of workflow {request.workflow_id!r}", error)
+        if isinstance(durable_error, StorageError):
+            return StorageFailed(request.workflow_id, durable_error)
+        return durable_error
 
     # -- signals and published events -------------------------------------------
 
@@ -456,7 +503,7 @@ class SQLiteStore(SQLiteOps):
 
     def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
         now = time.time()
-        with self._writing() as conn:
+        with self._writing(f"sending signal {name!r} to workflow {workflow_id!r}") as conn:
             conn.execute(
                 "INSERT INTO signals (workflow_id, name, encoding, payload, sent) "
                 "VALUES (?, ?, ?, ?, ?)",

@@ -72,8 +72,8 @@ class Create:
         self.waiter: _thread.LockType | None = None
 
     def apply(self, conn: sqlite3.Connection) -> None:
-        """Needs no savepoint: the first statement either inserts the row or writes
-        nothing, and a new workflow's events cannot conflict with any in the log."""
+        """Applied under a savepoint (see SQLiteStore._apply): an event that cannot be
+        stored takes the new row back with it."""
         row = self.row
         if conn.execute(_CREATE_WORKFLOW, tuple(getattr(row, c) for c in WORKFLOW_COLUMNS)
                         ).rowcount == 0:
@@ -106,9 +106,21 @@ def fast_insert(conn: sqlite3.Connection, request: Append) -> bool:
             request.workflow_id, e.position, e.call, e.kind, e.name, e.digest, e.args,
             e.encoding, e.payload, time.time(), request.workflow_id, request.owner,
         ))
-    except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
-        raise Fenced(request.workflow_id) from error
+    except sqlite3.IntegrityError as error:
+        if position_taken(error):  # another executor wrote: we lost the workflow
+            raise Fenced(request.workflow_id) from error
+        raise
     return cursor.rowcount == 1
+
+
+def position_taken(error: sqlite3.IntegrityError) -> bool:
+    """True when an event insert failed because its position is already in the log (the
+    only constraint violation that means another executor wrote this workflow)."""
+    return getattr(error, "sqlite_errorcode", None) == _PRIMARY_KEY_CONFLICT or (
+        "UNIQUE constraint failed: events.workflow_id, events.position" in str(error))
+
+
+_PRIMARY_KEY_CONFLICT = 1555  # SQLITE_CONSTRAINT_PRIMARYKEY
 
 
 def apply_append(conn: sqlite3.Connection, request: Append) -> str | None:
@@ -124,8 +136,10 @@ def apply_append(conn: sqlite3.Connection, request: Append) -> str | None:
     control, run = found[1], found[2]
     try:
         insert_events(conn, workflow_id, run, events, now)
-    except sqlite3.IntegrityError as error:  # a position taken: another executor wrote
-        raise Fenced(workflow_id) from error
+    except sqlite3.IntegrityError as error:
+        if position_taken(error):  # another executor wrote: we lost the workflow
+            raise Fenced(workflow_id) from error
+        raise
     if request.consume_signal is not None:
         conn.execute(
             "UPDATE signals SET consumed_position = ? WHERE id = ? AND consumed_position IS NULL",

@@ -45,7 +45,8 @@ class SQLiteOps:
 
     path: str
 
-    def _writing(self, sync: bool = True) -> AbstractContextManager[sqlite3.Connection]:
+    def _writing(self, what: str, sync: bool = True
+                 ) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -58,7 +59,7 @@ class SQLiteOps:
         signal: tuple[str, str, Any] | None = None,
     ) -> list[WorkflowRow | None]:
         results: list[WorkflowRow | None] = []
-        with self._writing() as conn:
+        with self._writing(f"starting {len(items)} workflow(s)") as conn:
             for row, events in items:
                 results.append(_insert(conn, row, events))
             if signal is not None:
@@ -68,7 +69,7 @@ class SQLiteOps:
     def fire_schedule(
         self, name: str, due: float, next_at: float, items: list[tuple[WorkflowRow, list[NewEvent]]]
     ) -> bool:
-        with self._writing() as conn:
+        with self._writing(f"firing schedule {name!r}") as conn:
             moved = conn.execute(
                 "UPDATE schedules SET next_at = ?, updated = ? WHERE name = ? AND next_at = ?",
                 (next_at, time.time(), name, due),
@@ -98,7 +99,7 @@ class SQLiteOps:
 
         if all(_room(read_one, q, owner, now, limit) <= 0 for q in ready):
             return claimed
-        with self._writing(sync=False) as conn:
+        with self._writing("dequeueing workflows", sync=False) as conn:
             def write_one(sql: str, params: tuple[Any, ...]) -> Any:
                 return conn.execute(sql, params).fetchone()
 
@@ -134,7 +135,7 @@ class SQLiteOps:
         self, workflow_id: str, from_run: int, events: list[NewEvent], now: float,
         deadline: float | None,
     ) -> WorkflowRow | None:
-        with self._writing() as conn:
+        with self._writing(f"retrying workflow {workflow_id!r}") as conn:
             found = conn.execute(
                 "SELECT status, run, owner, error, queue, dedup_id FROM workflows "
                 "WHERE workflow_id = ?", (workflow_id,),
@@ -170,7 +171,7 @@ class SQLiteOps:
 
     def prune(self, finished_before: float, statuses: list[str], limit: int) -> int:
         marks = ", ".join("?" * len(statuses))
-        with self._writing() as conn:
+        with self._writing("pruning finished workflows") as conn:
             # Kept: every ancestor of an unfinished workflow, and every finished child
             # whose parent has not finished (it may not have read the child's end yet).
             ids = [r[0] for r in conn.execute(
@@ -208,7 +209,7 @@ class SQLiteOps:
         values = tuple(getattr(row, c) for c in SCHEDULE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in SCHEDULE_COLUMNS
                             if c not in ("name", "next_at", "created"))
-        with self._writing() as conn:
+        with self._writing(f"storing schedule {row.name!r}") as conn:
             conn.execute(
                 f"INSERT INTO schedules ({', '.join(SCHEDULE_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(SCHEDULE_COLUMNS))}) "
@@ -219,7 +220,7 @@ class SQLiteOps:
             )
 
     def delete_schedule(self, name: str) -> bool:
-        with self._writing() as conn:
+        with self._writing(f"removing schedule {name!r}") as conn:
             return conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount > 0
 
     def schedules(self) -> list[ScheduleRow]:

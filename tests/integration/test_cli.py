@@ -384,3 +384,32 @@ def test_demo_refuses_to_replace_a_database_that_is_not_a_demo(engine: durable.E
     assert result.output.startswith("error: ")
     assert "holds workflows other than the demo's" in result.output
     assert engine.handle("keep-me").workflow_id == "keep-me"  # still there
+
+
+@durable.step(name="test_cli.slow_step")
+def slow_step(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@durable.workflow(name="test_cli.timed")
+def timed() -> float:
+    return slow_step(0.05) + slow_step(0.0)
+
+
+def test_show_bottlenecks_lists_the_slowest_steps(db: str) -> None:
+    with durable.Engine(db, workers=2, synchronous="normal", poll_interval=0.01) as engine:
+        engine.run(timed)
+    result = invoke("show", "--bottlenecks", "--db", db)
+    assert result.exit_code == 0, result.output
+    assert "test_cli.slow_step" in result.output
+
+
+def test_show_without_an_id_says_what_to_pass(db: str) -> None:
+    with durable.Engine(db, workers=0):
+        pass
+    result = CliRunner().invoke(cli, ["show", "--db", db])
+    assert result.exit_code == 2
+    assert "--bottlenecks" in result.output

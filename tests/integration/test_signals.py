@@ -192,10 +192,11 @@ def test_replay_returns_the_recorded_signal_payloads(engine: durable.Engine) -> 
     assert engine.replay("rp") == [[1, 2], {"k": "v"}]
 
 
-def test_a_payload_that_is_not_json_is_delivered_intact(engine: durable.Engine) -> None:
+def test_a_payload_that_is_not_json_is_delivered_intact_when_pickle_is_allowed(
+        engine: durable.Engine) -> None:
     handle = engine.start(two_signals, workflow_id="blob")
-    handle.signal("a", (1, "tuple"))
-    handle.signal("b", {1, 2, 3})
+    handle.signal("a", (1, "tuple"), allow_pickle=True)
+    engine.send_signal("blob", "b", {1, 2, 3}, allow_pickle=True)
     assert handle.result(timeout=5) == [(1, "tuple"), {1, 2, 3}]
 
 

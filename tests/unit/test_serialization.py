@@ -97,16 +97,40 @@ class NeedsTwoArguments(Exception):
         super().__init__(f"{a}/{b}")
 
 
-def test_an_exception_that_cannot_unpickle_comes_back_as_a_recorded_error() -> None:
+def test_an_exception_whose_init_takes_other_arguments_comes_back_as_itself() -> None:
     try:
         raise NeedsTwoArguments(1, 2)
     except NeedsTwoArguments as error:
         payload = ser.encode_error(error)
     back = ser.decode_error(payload)
-    assert isinstance(back, RecordedError)
-    assert back.type_name.endswith("NeedsTwoArguments")
-    assert back.message == "1/2"
-    assert "raise NeedsTwoArguments(1, 2)" in back.traceback_text
+    assert type(back) is NeedsTwoArguments
+    assert str(back) == "1/2"
+    assert "raise NeedsTwoArguments(1, 2)" in json.loads(payload)["traceback"]
+
+
+# Written by encode_error before it recorded the class (commit 5f54ecd).
+OLD_KEY_ERROR = (
+    '{"type": "builtins.KeyError", "message": "\'missing\'", "traceback": "Traceback (most '
+    'recent call last):\\n  File \\"<string>\\", line 6, in <module>\\nKeyError: '
+    '\'missing\'\\n", "pickle": "gAWVJwAAAAAAAACMCGJ1aWx0aW5zlIwIS2V5RXJyb3KUk5SMB21pc3Npbm'
+    'eUhZRSlC4="}'
+)
+OLD_UNPICKLABLE = (
+    '{"type": "__main__.NeedsTwo", "message": "1/2", "traceback": "Traceback (most recent '
+    'call last):\\n  File \\"<string>\\", line 10, in <module>\\nNeedsTwo: 1/2\\n", '
+    '"pickle": null}'
+)
+
+
+def test_errors_recorded_by_older_versions_still_read_back() -> None:
+    back = ser.decode_error(OLD_KEY_ERROR)
+    assert type(back) is KeyError
+    assert back.args == ("missing",)
+    stand_in = ser.decode_error(OLD_UNPICKLABLE)
+    assert isinstance(stand_in, RecordedError)
+    assert stand_in.type_name == "__main__.NeedsTwo"
+    assert stand_in.message == "1/2"
+    assert "NeedsTwo: 1/2" in stand_in.traceback_text
 
 
 def test_ordinary_exceptions_come_back_as_themselves() -> None:

@@ -1,0 +1,116 @@
+"""The rows the store keeps and the events it appends: shared by the protocol and its
+backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from durable.errors import Unwind
+
+TERMINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELLED", "SKIPPED"})
+
+
+class Fenced(Unwind):
+    """This engine no longer owns the workflow: it must stop without writing.
+
+    A ``BaseException`` so that user code cannot swallow it.
+    """
+
+    def __init__(self, workflow_id: str, reason: str = "it is owned by another executor") -> None:
+        self.workflow_id, self.reason = workflow_id, reason
+        super().__init__(f"workflow {workflow_id!r} cannot be written: {reason}")
+
+
+class StorageFailed(Fenced):
+    """An append failed in the storage (disk full, I/O error, read-only file): nothing of
+    it was written. It unwinds the run like :class:`Fenced`, and the engine then releases
+    the workflow for a retry with backoff. ``error`` is the StorageError."""
+
+    def __init__(self, workflow_id: str, error: Exception) -> None:
+        self.error = error
+        super().__init__(workflow_id, f"storage: {error}")
+
+
+@dataclass(slots=True)
+class WorkflowRow:
+    """The status projection of one workflow."""
+
+    workflow_id: str
+    name: str
+    status: str
+    run: int
+    input_encoding: str
+    input: Any
+    output_encoding: str | None
+    output: Any
+    error: str | None
+    owner: str | None
+    lease_until: float | None
+    wake_at: float | None
+    wait_signal: str | None
+    waiting: str | None
+    control: str | None
+    recoveries: int
+    progress: int
+    parent_id: str | None
+    deadline: float | None
+    created: float
+    updated: float
+    queue: str | None = None
+    priority: int = 0
+    dedup_id: str | None = None
+    start_at: float | None = None  # a deferred start: not dequeued before this time
+    dequeued: float | None = None  # when it left ENQUEUED (queues count these)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+WORKFLOW_COLUMNS = tuple(WorkflowRow.__dataclass_fields__)
+
+
+class NewEvent(NamedTuple):
+    """An event to append: the store adds workflow id, run and time."""
+
+    position: int
+    call: int
+    kind: str
+    name: str
+    digest: str = ""
+    args: str = ""
+    encoding: str = "json"
+    payload: Any = None
+    run: int | None = None  # default: the workflow's current run
+
+
+class QueueLimits(NamedTuple):
+    """A queue as a worker serves it: its name and limits (None: no limit)."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_count: int | None = None
+    rate_per: float | None = None
+    priority: bool = True
+
+
+@dataclass(slots=True)
+class ScheduleRow:
+    """A stored cron schedule: ``workflow`` started with its input at each tick."""
+
+    name: str
+    cron: str
+    timezone: str
+    missed: str
+    workflow: str
+    input_encoding: str
+    input: Any
+    next_at: float  # the next tick not yet started
+    declared: bool  # from @durable.scheduled (re-declared by each worker) or engine.schedule
+    created: float
+    updated: float
+
+
+SCHEDULE_COLUMNS = tuple(ScheduleRow.__dataclass_fields__)
