@@ -170,3 +170,29 @@ def test_a_dequeued_workflow_that_waits_keeps_its_slot(engine: durable.Engine) -
     assert behind.status() == durable.Status.ENQUEUED  # concurrency=1 is held by the waiter
     waiting.signal("go", "ok")
     assert behind.result(timeout=10) == "behind"
+
+
+def test_a_worker_killed_mid_job_frees_its_queue_slot_once_its_job_is_recovered(
+    workers: Workers, client: durable.Engine
+) -> None:
+    import signal
+
+    doomed = workers.spawn(workers=4)
+    handles = client.start_many(queued.job, [(f"k{i}", 0.4) for i in range(6)],
+                                queue=queued.spread)
+    wait_until(lambda: any(w[0] == "start" and w[2] == str(doomed.pid)
+                           for w in effects(workers.effects)), what="a job in the doomed worker")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    workers.spawn(workers=4)
+    workers.spawn(workers=4)
+    wait_until(lambda: finished(client, handles), timeout=60, what="every job, recovered")
+    assert [h.result() for h in handles] == [f"k{i}" for i in range(6)]
+    lines = effects(workers.effects)
+    ended = {w[1] for w in lines if w[0] == "end"}
+    # The killed job's start has no end: count only the runs that ended.
+    survivors = [w for w in lines if w[1] in ended and not (w[0] == "start"
+                 and w[2] == str(doomed.pid) and not any(
+                     e[0] == "end" and e[1] == w[1] and e[2] == w[2] for e in lines))]
+    assert most_at_once(survivors) <= 2
+    assert ended == {f"k{i}" for i in range(6)}
