@@ -171,12 +171,15 @@ class Engine:
                 now, or than the aware datetime ``start_at``.
             signal: ``(name, payload)``: signal-with-start. Queue the signal for the
                 workflow in the same transaction that starts it (or finds it started).
+                The payload is JSON, as with ``send_signal`` (pydantic models and
+                dataclasses arrive as dicts).
 
         Raises:
             WorkflowConflict: the id exists and runs another workflow.
             DuplicateWorkflow: ``dedup_id`` is held by an unfinished workflow of the queue.
             WorkflowFinished: with ``signal``, the workflow with that id already ended.
-            SerializationError: the arguments cannot be recorded.
+            SerializationError: the arguments cannot be recorded, or the signal's payload
+                needs pickle.
         """
         self._check_open()
         workflow = _resolve(wf)
@@ -263,6 +266,7 @@ class Engine:
         Replaces a schedule of that name (keeping its next tick if the cron is unchanged).
         """
         self._check_open()
+        check_text(name, "engine.schedule(name=...)")
         check_schedule(cron, timezone, missed, f"engine.schedule({name!r})")
         workflow = _resolve(wf)
         self.store.put_schedule(schedule_row(name, cron, timezone, missed, workflow.name,

@@ -12,10 +12,10 @@ from durable.errors import (
     InvalidArgument,
     NonDeterminismError,
     NotRetryable,
-    SerializationError,
     WorkflowConflict,
 )
 from durable.replay import Recorded, family
+from durable.runtime.checks import check_text, encode_message
 from durable.runtime.context import COMPENSATING
 from durable.runtime.queues import Queue, queued_row
 from durable.runtime.registry import Workflow, find_workflow
@@ -68,15 +68,12 @@ def start_waiting(engine: Engine, workflow: Workflow, workflow_id: str, args: tu
                          priority=priority, dedup_id=dedup_id, begin=begin)
     sent = None
     if signal is not None:
-        if not (isinstance(signal, tuple) and len(signal) == 2 and isinstance(signal[0], str)):
+        if not (isinstance(signal, tuple) and len(signal) == 2):
             raise InvalidArgument(f"start of {workflow_id!r}: signal={signal!r} must be a "
                                   "(name, payload) tuple")
-        try:
-            encoding, data = ser.encode(signal[1])
-        except ser.Unserializable as error:
-            raise SerializationError(workflow_id, 0, f"signal {signal[0]!r}", error.type_name,
-                                     error.reason) from error
-        sent = (signal[0], encoding, data)
+        name = check_text(signal[0], f"start({workflow.name}, signal=(name, ...))")
+        # JSON only, as send_signal without allow_pickle: another process reads it.
+        sent = (name, *encode_message(signal[1], False, workflow_id, 0, f"signal {name!r}"))
     (existing,) = engine.store.create_workflows(
         [(row, [started_event(workflow, row, args, kwargs)])], signal=sent)
     if existing is not None and existing.name != workflow.name:

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from durable.errors import InvalidArgument
+from durable.runtime.checks import check_text
 from durable.runtime.registry import Workflow
 from durable.runtime.rows import new_row
 from durable.store import QueueLimits, WorkflowRow
@@ -95,7 +96,7 @@ def queue_name(queue: Queue | str) -> str:
     if isinstance(queue, Queue):
         return queue.name
     if isinstance(queue, str) and queue:
-        return queue
+        return check_text(queue, "queue=")
     raise InvalidArgument(f"queue={queue!r}: give a durable.Queue or the name of one")
 
 
@@ -126,6 +127,8 @@ def queued_row(workflow: Workflow, workflow_id: str, args: tuple[Any, ...],
         )
     if dedup_id is not None and (not isinstance(dedup_id, str) or not dedup_id):
         raise InvalidArgument(f"start of {workflow_id!r}: dedup_id must be a non-empty string")
+    if dedup_id is not None:
+        check_text(dedup_id, f"start of {workflow_id!r}, dedup_id=")
     row = new_row(workflow, workflow_id, args, kwargs, now, parent_id=parent_id,
                   deadline=deadline)
     if begin is not None and workflow.timeout is not None and parent_id is None:

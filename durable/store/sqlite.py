@@ -31,7 +31,7 @@ from durable.store.sqlite_commit import (
 )
 from durable.store.sqlite_connect import connect, open_reader, preallocate_wal
 from durable.store.sqlite_errors import mapped, storage
-from durable.store.sqlite_ops import PAUSED_ENQUEUED, SQLiteOps
+from durable.store.sqlite_ops import PAUSED_ENQUEUED, SQLiteOps, cancel_not_started
 from durable.store.sqlite_reads import SQLiteReads
 
 log = logging.getLogger("durable")
@@ -43,14 +43,6 @@ _RUNNABLE = (
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 _AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
-# Never started: ENQUEUED, paused while enqueued, or PENDING with nothing recorded yet
-# (no worker took it). A cancel ends it at once: not even its code before its first
-# recorded call runs.
-_NOT_STARTED = (
-    f"(status = 'ENQUEUED' OR (status = 'PAUSED' AND waiting = '{PAUSED_ENQUEUED}') "
-    "OR (status = 'PENDING' AND owner IS NULL AND NOT EXISTS (SELECT 1 FROM events e "
-    "WHERE e.workflow_id = workflows.workflow_id AND e.call > 0)))"
-)
 
 
 class SQLiteStore(SQLiteReads, SQLiteOps):
@@ -289,32 +281,8 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
 
     def request_cancel(self, workflow_id: str, now: float) -> None:
         with self._writing(f"cancelling workflow {workflow_id!r}") as conn:
-            # Never started (enqueued or deferred): it ends CANCELLED here and never runs.
-            found = conn.execute(
-                f"SELECT run, name, parent_id FROM workflows WHERE workflow_id = ? "
-                f"AND {_NOT_STARTED}", (workflow_id,),
-            ).fetchone()
-            if found is not None:
-                conn.execute(
-                    "UPDATE workflows SET status = 'CANCELLED', wake_at = NULL, waiting = NULL, "
-                    "control = NULL, output_encoding = 'json', output = NULL, updated = ? "
-                    "WHERE workflow_id = ?", (now, workflow_id),
-                )
-                (last,) = conn.execute(
-                    "SELECT COALESCE(MAX(position), -1) FROM events WHERE workflow_id = ?",
-                    (workflow_id,),
-                ).fetchone()
-                conn.execute(
-                    "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, "
-                    "args, encoding, payload, created) VALUES (?, ?, ?, 0, "
-                    "'workflow.cancelled', ?, '', '', 'json', NULL, ?)",
-                    (workflow_id, last + 1, found[0], found[1], now),
-                )
-                conn.execute(  # a parent waiting for this child reads its end
-                    "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
-                    "AND status = 'WAITING'", (now, found[2]),
-                )
-                return
+            if cancel_not_started(conn, workflow_id, now):
+                return  # it had not started: it ended CANCELLED here and never runs
             # A waiting or paused workflow is woken at once; a running one unwinds at its
             # next call. One that is already compensating goes on doing so.
             conn.execute(

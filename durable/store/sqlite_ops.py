@@ -301,3 +301,44 @@ def _signal_with_start(conn: sqlite3.Connection, row: WorkflowRow, existing: Wor
         "AND owner IS NULL AND status = 'WAITING'",
         (now, row.workflow_id, signal[0]),
     )
+
+
+# Never started: ENQUEUED, paused while enqueued, or PENDING with nothing recorded yet
+# (no worker took it).
+_NOT_STARTED = (
+    f"(status = 'ENQUEUED' OR (status = 'PAUSED' AND waiting = '{PAUSED_ENQUEUED}') "
+    "OR (status = 'PENDING' AND owner IS NULL AND NOT EXISTS (SELECT 1 FROM events e "
+    "WHERE e.workflow_id = workflows.workflow_id AND e.call > 0)))"
+)
+
+
+def cancel_not_started(conn: sqlite3.Connection, workflow_id: str, now: float) -> bool:
+    """End a workflow that has not started as CANCELLED, with its closing event, and wake
+    a parent that waits for it; inside the caller's transaction. False if it started:
+    not even its code before its first recorded call may run after a cancel."""
+    found = conn.execute(
+        f"SELECT run, name, parent_id FROM workflows WHERE workflow_id = ? AND {_NOT_STARTED}",
+        (workflow_id,),
+    ).fetchone()
+    if found is None:
+        return False
+    run, name, parent_id = found
+    conn.execute(
+        "UPDATE workflows SET status = 'CANCELLED', wake_at = NULL, waiting = NULL, "
+        "control = NULL, output_encoding = 'json', output = NULL, updated = ? "
+        "WHERE workflow_id = ?", (now, workflow_id),
+    )
+    (last,) = conn.execute(
+        "SELECT COALESCE(MAX(position), -1) FROM events WHERE workflow_id = ?", (workflow_id,)
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO events (workflow_id, position, run, call, kind, name, digest, args, "
+        "encoding, payload, created) VALUES (?, ?, ?, 0, 'workflow.cancelled', ?, '', '', "
+        "'json', NULL, ?)",
+        (workflow_id, last + 1, run, name, now),
+    )
+    conn.execute(  # a parent waiting for this child reads its end
+        "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
+        "AND status = 'WAITING'", (now, parent_id),
+    )
+    return True

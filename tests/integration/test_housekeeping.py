@@ -301,3 +301,10 @@ def test_retry_of_a_diverged_workflow_keeps_the_calls_before_the_divergence(
     assert handle.result(timeout=10) == ["first", "new-second"]
     assert [(w[0], w[1]) for w in effects(effects_file)] == [
         ("first", "changing:1"), ("old-second", "changing:2"), ("new-second", "changing:2:2")]
+
+
+def test_signal_with_start_payloads_are_json_as_with_send_signal(engine: durable.Engine) -> None:
+    with pytest.raises(durable.errors.SerializationError):
+        engine.start(queued.collect, 1, workflow_id="json-only", signal=("item", object()))
+    with pytest.raises(durable.errors.WorkflowNotFound):
+        engine.handle("json-only")  # nothing was started either
