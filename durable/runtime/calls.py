@@ -20,6 +20,7 @@ from durable.runtime.context import (
     ReplayEnd,
     WorkflowContext,
     current_step_key,
+    current_step_workflow,
     record_value,
     require,
 )
@@ -49,8 +50,8 @@ def uuid4() -> _uuid.UUID:
 def workflow_id() -> str:
     """The id of the running workflow; in its steps too (threads and child processes)."""
     key = current_step_key.get()
-    if key is not None:  # inside a step: its key is ``workflow_id:call``
-        return key.rpartition(":")[0]
+    if key is not None:  # inside a step
+        return current_step_workflow.get() or key.rpartition(":")[0]
     return require("workflow_id").workflow_id
 
 
@@ -78,6 +79,16 @@ def sleep(duration: float | timedelta) -> None:
     ctx.append(ctx.event(site, "sleep.fired", ser.JSON, json.dumps({"due": due})))
 
 
+def _check_name(ctx: WorkflowContext, what: str, name: Any) -> None:
+    """A signal, event or state name is a non-empty str: anything else cannot be
+    recorded or matched (it would leave the workflow hanging)."""
+    if type(name) is not str or not name:
+        raise InvalidArgument(
+            f"workflow {ctx.workflow_id!r} (after call #{ctx.call}): the {what} must be a "
+            f"non-empty str, not {name!r}; pass a name such as \"approved\"."
+        )
+
+
 def _until(due: float) -> str:
     return f"timer until {datetime.fromtimestamp(due, UTC).isoformat(timespec='seconds')}"
 
@@ -92,6 +103,7 @@ def wait_for_signal(
     """
     limit = seconds(timeout, "wait_for_signal() timeout")
     ctx = require("wait_for_signal")
+    _check_name(ctx, "wait_for_signal() signal name", name)
     site, recorded = ctx.begin("signal", name, (), {})
     deadline = None if limit is None else _time.time() + limit
     waiting_recorded = False
@@ -126,6 +138,7 @@ def wait_for_signal(
 def set_event(key: str, value: Any) -> None:
     """Publish ``value`` under ``key``; outsiders read it with ``engine.get_event``."""
     ctx = require("set_event")
+    _check_name(ctx, "set_event() key", key)
     site, recorded = ctx.begin("event", key, (), {})
     if recorded is not None:
         return
@@ -141,14 +154,24 @@ def patched(change_id: str) -> bool:
         if durable.patched("add-fraud-check"):
             fraud_check(order)
     """
+    if not isinstance(change_id, str):
+        raise InvalidArgument(f"durable.patched() takes a str change id, not {change_id!r}")
     ctx = require("patched")
     recorded = ctx.history.of(ctx.call + 1)
-    if recorded is not None and not (recorded[0].kind == "patch"
-                                     and recorded[0].name == change_id):
+    if recorded is not None and recorded[0].kind == "patch" and recorded[0].name == change_id:
+        ctx.begin("patch", change_id, (), {})  # the log says this run took the patch here
+        ctx.patches[change_id] = True
+        return True
+    known = ctx.patches.get(change_id)
+    if known is not None:
+        return known  # answered once per run: an old run stays old after a wait, too
+    if recorded is not None:
+        ctx.patches[change_id] = False
         return False  # an older run: its log goes on without this patch; take no call number
     site, recorded = ctx.begin("patch", change_id, (), {})
     if recorded is None:
         ctx.append(ctx.event(site, "patch", ser.JSON, "true"))
+    ctx.patches[change_id] = True
     return True
 
 
@@ -193,6 +216,7 @@ class _State(MutableMapping[str, Any]):
 
     def __setitem__(self, key: str, value: Any) -> None:
         ctx = self._ctx()
+        _check_name(ctx, "durable.state key", key)
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
             encoding, payload = ctx.encode(site, f"state[{key!r}]", value, None)
@@ -206,6 +230,7 @@ class _State(MutableMapping[str, Any]):
 
     def __delitem__(self, key: str) -> None:
         ctx = self._ctx()
+        _check_name(ctx, "durable.state key", key)
         if key not in ctx.state:
             raise KeyError(key)
         site, recorded = ctx.begin("state", key, (), {})

@@ -37,6 +37,9 @@ log = logging.getLogger("durable")
 
 current_context: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
+#: The workflow id of the running step (its key alone is ambiguous from run 2 on).
+current_step_workflow: ContextVar[str | None] = ContextVar("durable_step_workflow",
+                                                           default=None)
 
 
 
@@ -100,6 +103,8 @@ class WorkflowContext:
     cancelling: bool = False
     diverged: NonDeterminismError | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    #: ``durable.patched`` answers of this run: the first answer holds for the whole run.
+    patches: dict[str, bool] = field(default_factory=dict)
     compensations: list[tuple[int, Step, tuple[Any, ...], dict[str, Any]]] = field(
         default_factory=list
     )
@@ -327,7 +332,9 @@ def now() -> datetime:
 
 
 def step_key() -> str:
-    """A stable idempotency key for the running step: ``workflow_id:call_number``.
+    """A stable idempotency key for the running step, unique across the runs of its
+    workflow id: ``workflow_id:call`` in the first run, ``workflow_id:run:call`` after
+    ``continue_as_new``.
 
     Pass it to external systems so that a step re-run after a crash does its effect once.
     """
