@@ -94,6 +94,9 @@ class Engine:
         self._steps_lock = threading.Lock()
         self._opened = False
         self._closed = False
+        #: Bumped by every cancel, pause and terminate sent through this engine: its
+        #: running workflows then read their pending control before their next call.
+        self.control_epoch = 0
 
     # -- life cycle -----------------------------------------------------------
 
@@ -268,6 +271,7 @@ class Engine:
         """Pause a workflow at its next recorded call; no step runs until ``resume``."""
         self._unfinished(workflow_id, "pause")
         self.store.request_pause(workflow_id, self.time())
+        self.control_epoch += 1
         self.notify()
 
     def resume(self, workflow_id: str) -> None:
@@ -287,6 +291,7 @@ class Engine:
         if self.store.terminate(workflow_id, now, Status.CANCELLED.value, ser.JSON, None,
                                 only_diverged=True) is None:
             self.store.request_cancel(workflow_id, now)
+        self.control_epoch += 1
         self.wake()
         self.notify()
 
@@ -310,6 +315,7 @@ class Engine:
                                 error) is None:
             row = self.row(workflow_id)
             raise WorkflowFinished(workflow_id, row.status, "terminate")
+        self.control_epoch += 1
         for child in self.store.workflows(None, None, 10_000, parent_id=row.workflow_id):
             if not child.finished:
                 with contextlib.suppress(WorkflowFinished):

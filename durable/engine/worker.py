@@ -33,6 +33,9 @@ log = logging.getLogger("durable")
 
 __all__ = ["Executor", "owner_gone", "owner_id"]
 
+#: How long (seconds) the pending control an append returned is trusted before a new
+#: call reads it again (see Executor._control).
+CONTROL_FRESH_S = 0.001
 #: Seconds before a workflow whose execution failed inside the engine is run again.
 ENGINE_ERROR_RETRY = 1.0
 
@@ -161,9 +164,9 @@ class Executor:
         if self.engine.stopping.is_set():
             raise ctx.suspend(status=Status.RUNNING.value, wake_at=time.time(),
                               waiting="an engine (the last one shut down)")
-        # The row read at the claim is stale: a cancel or pause may have been accepted
-        # while the workflow ran plain code since its last append. One indexed read.
-        control = self.engine.store.control(ctx.workflow_id)
+        control = self._control(ctx)
+        if control == "terminated":
+            raise Fenced(ctx.workflow_id, "it was terminated")
         if control == "cancel":
             ctx.cancelling = True
             raise Cancelled()
@@ -173,6 +176,25 @@ class Executor:
         deadline = ctx.row.deadline
         if deadline is not None and time.time() >= deadline:
             raise TimedOut()
+
+    def _control(self, ctx: WorkflowContext) -> str | None:
+        """The workflow's pending control, read again unless it is known to be fresh.
+
+        The row read at the claim is stale: a cancel or pause may have been accepted while
+        the workflow ran plain code since its last append. Each append returns the pending
+        control, so a read is needed only when a control went through this engine since
+        (any cancel, pause or terminate here bumps control_epoch), or when the workflow
+        has run plain code for more than CONTROL_FRESH_S since it last learnt it (a
+        control sent from another process). A read per call would cost a third of a
+        step's time in a tight loop of steps.
+        """
+        engine = self.engine
+        now = time.monotonic()
+        if ctx.control_epoch == engine.control_epoch and now - ctx.control_seen < CONTROL_FRESH_S:
+            return None
+        ctx.control_epoch, ctx.control_seen = engine.control_epoch, now
+        control = engine.store.control(ctx.workflow_id)
+        return control
 
     def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
                  ctx: WorkflowContext, site: CallSite) -> Any:

@@ -113,6 +113,11 @@ class WorkflowContext:
     driver: AsyncDriver | None = None  # hands step results to an async workflow's coroutines
     #: A pause was asked for while a step ran beside the workflow: taken at the next call.
     pause_requested: bool = False
+    #: When (time.monotonic) the pending control was last learnt from the store (an
+    #: append returns it); 0: never, so the first new call asks. See before_new_call.
+    control_seen: float = 0.0
+    #: The host's count of controls sent through it, when control_seen was last set.
+    control_epoch: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _inflight: int = 0  # steps running beside the workflow's thread
     _settled: threading.Condition = field(default_factory=threading.Condition)
@@ -228,6 +233,7 @@ class WorkflowContext:
         """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
         control = self.host.store.append(self.workflow_id, self.host.owner, list(events),
                                          **options)
+        self.control_seen = time.monotonic()
         if control == "pause" and not options.get("update"):
             if beside():
                 self.pause_requested = True  # the workflow's thread pauses at its next call

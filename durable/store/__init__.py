@@ -160,8 +160,9 @@ class Store(Protocol):
         """End an unfinished workflow at once, whoever owns it (its owner's next append is
         Fenced): append its closing event (``workflow.failed`` for ``FAILURE``,
         ``workflow.cancelled`` for ``CANCELLED``) with ``payload`` after the last one, set
-        ``status``, and wake its waiting parent. Returns its row as it was, or None when it
-        had ended (or, with ``only_diverged``, is not ``DIVERGED``)."""
+        ``status`` and ``control = 'terminated'``, and wake its waiting parent. Returns its
+        row as it was, or None when it had ended (or, with ``only_diverged``, is not
+        ``DIVERGED``)."""
 
     def owners(self) -> list[str]:
         """Every owner that holds a workflow now."""

@@ -286,7 +286,7 @@ class SQLiteStore:
                           [NewEvent(last + 1, 0, kind, row.name, "", "", encoding, payload)], now)
             conn.execute(
                 "UPDATE workflows SET status = ?, owner = NULL, lease_until = NULL, "
-                "wake_at = NULL, wait_signal = NULL, waiting = NULL, control = NULL, "
+                "wake_at = NULL, wait_signal = NULL, waiting = NULL, control = 'terminated', "
                 "output_encoding = ?, output = ?, error = NULL, updated = ? "
                 "WHERE workflow_id = ?",
                 (status, encoding, payload, now, workflow_id),
