@@ -133,6 +133,7 @@ def _set_aside(host: Host, row: WorkflowRow, error: Exception, status: Status,
     # worker may know its code; let it go until then, the cancel still pending.
     if status is not Status.DIVERGED:
         host.store.crashed(host.owner, row.workflow_id, host.time() + DIVERGED_RETRY_S)
+        host.store.release(host.owner, row.workflow_id)  # (crashed() set when to retry)
     else:
         # Cancelling needs a replay (for its compensations) that this code cannot make:
         # end it CANCELLED now rather than hold it forever.

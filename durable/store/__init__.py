@@ -123,7 +123,8 @@ class Store(Protocol):
         """The oldest unconsumed signal ``name``: ``(id, encoding, payload)``."""
 
     def retry_set_aside(self) -> None:
-        """Make every workflow set aside with an error (diverged, unknown) runnable now."""
+        """Make every workflow set aside with an error (diverged, unknown), or left with a
+        cancel pending by an engine without its code, runnable now."""
 
     def renew(self, owner: str, lease_until: float) -> None:
         """Extend the lease of every workflow ``owner`` holds."""

@@ -162,8 +162,9 @@ class SQLiteStore:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
         with self._writing() as conn:
             conn.execute(
-                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND error IS NOT NULL "
-                "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
+                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND (error IS NOT NULL "
+                "OR control = 'cancel') AND "
+                "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
                 (time.time(),),
             )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -329,7 +330,7 @@ def test_a_non_str_name_in_a_workflow_fails_it_with_invalid_argument(
     engine: durable.Engine, which: str
 ) -> None:
     with pytest.raises(WorkflowFailed) as failed:
-        engine.run(bad_name, which, workflow_id=f"bad-{which}")
+        engine.start(bad_name, which, workflow_id=f"bad-{which}").result(timeout=5)
     assert isinstance(failed.value.__cause__, InvalidArgument)
 
 
@@ -341,3 +342,32 @@ def test_a_non_str_signal_or_event_name_is_refused_by_the_engine(
         engine.send_signal("w", b"x")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument):
         engine.get_event("w", 1)  # type: ignore[arg-type]
+
+
+def test_a_workflow_no_code_here_runs_waits_for_a_worker_and_a_cancel_does_not_wedge_it(
+    db: str,
+) -> None:
+    from durable.runtime.registry import WORKFLOWS
+
+    @durable.workflow(name="trustctl.elsewhere")
+    def elsewhere() -> str:
+        return "ran"
+
+    with durable.Engine(db, workers=0) as client:
+        client.start(elsewhere, workflow_id="e")
+    del WORKFLOWS["trustctl.elsewhere"]  # this process no longer has its code
+    with durable.Engine(db, workers=2, poll_interval=0.01) as engine:
+        wait_until(lambda: engine.row("e").error is not None, what="set aside")
+        row = engine.row("e")
+        assert (row.status, row.owner) == (Status.WAITING, None)
+        assert row.waiting == "a worker that imports its module"
+        engine.cancel("e")
+        wait_until(lambda: engine.row("e").owner is None and engine.row("e").wake_at
+                   and engine.row("e").wake_at > time.time() + 30,
+                   what="released with the cancel pending")
+        assert engine.row("e").control == "cancel"
+    WORKFLOWS["trustctl.elsewhere"] = elsewhere  # a worker with its code cancels it
+    # An engine retries set-aside workflows when it opens.
+    with durable.Engine(db, workers=2, poll_interval=0.01) as engine, \
+            pytest.raises(WorkflowCancelled):
+        engine.handle("e").result(timeout=5)
