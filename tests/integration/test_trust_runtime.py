@@ -51,6 +51,24 @@ def test_step_key_is_unique_across_the_runs_of_one_id(engine: durable.Engine) ->
     assert keys == [("sub-7:1", "sub-7"), ("sub-7:2:1", "sub-7"), ("sub-7:3:1", "sub-7")]
 
 
+@durable.step(name="trustrt.isolated_key", isolation="process")
+def isolated_key() -> list[str]:
+    return [durable.step_key(), durable.workflow_id()]
+
+
+@durable.workflow(name="trustrt.isolated")
+def isolated(run: int) -> list[str]:
+    if run == 1:
+        durable.continue_as_new(2)
+    return isolated_key()
+
+
+def test_a_process_isolated_step_knows_its_key_and_workflow_id_after_a_new_run(
+    engine: durable.Engine,
+) -> None:
+    assert engine.run(isolated, 1, workflow_id="a:1") == ["a:1:2:1", "a:1"]
+
+
 @durable.step(name="trustrt.book")
 def book(items: list[str]) -> list[str]:
     items.append("book")
