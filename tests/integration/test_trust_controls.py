@@ -180,6 +180,34 @@ def test_cancelling_a_diverged_workflow_ends_it_at_once(engine: durable.Engine) 
     assert [e.kind for e in handle.history()][-1] == "workflow.cancelled"
 
 
+@durable.workflow(name="trustctl.late_divergence")
+def late_divergence() -> object:
+    work("a")
+    durable.wait_for_signal("one")
+    if flags["diverge"]:
+        between.set()
+        release.wait(10)
+    work("new" if flags["diverge"] else "b")
+    return durable.wait_for_signal("two")
+
+
+def test_a_cancel_that_meets_a_divergence_ends_the_workflow_instead_of_wedging_it(
+    engine: durable.Engine, db: str
+) -> None:
+    handle = engine.start(late_divergence, workflow_id="late")
+    handle.signal("one")
+    wait_until(lambda: calls == ["a", "b"] and handle.status() is Status.WAITING)
+    flags["diverge"] = True
+    handle.signal("two")
+    assert between.wait(5)  # replaying, about to diverge
+    with durable.Engine(db, workers=0) as other:
+        other.cancel("late")
+    release.set()
+    with pytest.raises(WorkflowCancelled):
+        handle.result(timeout=5)
+    assert engine.row("late").owner is None
+
+
 # -- terminate ------------------------------------------------------------------------
 
 
