@@ -172,6 +172,34 @@ class WorkflowTimeout(DurableError):
         )
 
 
+class WorkflowTerminated(DurableError):
+    """The workflow was ended by ``engine.terminate`` (``durable terminate``): no
+    compensation ran and no more of its code will run. Its status is ``FAILURE``."""
+
+    def __init__(self, workflow_id: str, reason: str) -> None:
+        self.workflow_id, self.reason = workflow_id, reason
+        super().__init__(
+            f"workflow {workflow_id!r} was terminated: {reason}. Nothing ran after that, "
+            "compensations included; start a new workflow (or fork this one) to run it again."
+        )
+
+
+class ChildConflict(WorkflowConflict):
+    """A child workflow's id already belongs to a workflow with another name, parent or
+    input; the parent is never answered by it."""
+
+    def __init__(self, workflow_id: str, parent_id: str, call: int, difference: str) -> None:
+        self.workflow_id, self.parent_id, self.call = workflow_id, parent_id, call
+        self.difference = difference
+        DurableError.__init__(
+            self,
+            f"workflow {parent_id!r} call #{call} starts child {workflow_id!r}, but that id "
+            f"already holds a workflow with {difference}; a child id is derived from its "
+            "parent's id, run and call number: give the parent another workflow_id, or "
+            "remove the workflow that took the child's id.",
+        )
+
+
 class WaitTimeout(DurableError, TimeoutError):
     """Waiting for a result or an event took longer than the caller allowed."""
 

@@ -28,7 +28,8 @@ EXIT_ERROR = 2
 
 _STATUS_STYLE = {
     "PENDING": "dim", "RUNNING": "cyan", "RETRYING": "yellow", "WAITING": "yellow",
-    "PAUSED": "magenta", "SUCCESS": "green", "FAILURE": "bold red", "CANCELLED": "dim",
+    "PAUSED": "magenta", "DIVERGED": "bold red", "SUCCESS": "green", "FAILURE": "bold red",
+    "CANCELLED": "dim",
     "SKIPPED": "dim",
 }
 KIND_STYLE = {"step": "green", "signal": "magenta", "sleep": "blue", "child": "cyan",

@@ -98,6 +98,22 @@ def cancel(workflow_id: str, db: str) -> None:
                    "call on a worker, after its compensations")
 
 
+@cli.command()
+@click.argument("workflow_id")
+@click.option("--reason", default="terminated from the command line", show_default=True,
+              help="Recorded in the workflow's error.")
+@db_option
+def terminate(workflow_id: str, reason: str, db: str) -> None:
+    """End a workflow at once, without replaying it: no compensation runs.
+
+    It ends as FAILURE with a WorkflowTerminated error; its attached children are
+    terminated too. Works on any unfinished workflow, DIVERGED ones included.
+    """
+    with client(db) as engine:
+        engine.terminate(workflow_id, reason)
+    click.echo(f"{workflow_id} is terminated (FAILURE: WorkflowTerminated: {reason})")
+
+
 # -- code against history ---------------------------------------------------------
 
 
@@ -142,10 +158,29 @@ def replay(workflow_id: str, modules: tuple[str, ...], db: str) -> None:
 @db_option
 def fork(workflow_id: str, at: int, new_id: str | None, db: str) -> None:
     """Start a new workflow that keeps the first N calls of ID's history."""
-    with client(db) as engine:
-        handle = engine.fork(workflow_id, at=at, new_id=new_id)
+    warnings = _Collect()
+    logger = logging.getLogger("durable")
+    logger.addHandler(warnings)
+    try:
+        with client(db) as engine:
+            handle = engine.fork(workflow_id, at=at, new_id=new_id)
+    finally:
+        logger.removeHandler(warnings)
+    for message in warnings.messages:
+        click.echo(f"warning: {message}", err=True)
     click.echo(f"forked {workflow_id} at call #{at} as {handle.workflow_id}; "
                "a worker that imports its module runs it")
+
+
+class _Collect(logging.Handler):
+    """Keeps the warnings the library logs during one command, to print them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @cli.command()

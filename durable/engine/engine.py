@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -23,6 +24,7 @@ from durable.errors import (
     WorkflowConflict,
     WorkflowFinished,
     WorkflowNotFound,
+    WorkflowTerminated,
 )
 from durable.runtime import run as running
 from durable.runtime.checks import check_text, encode_message
@@ -52,7 +54,9 @@ class Engine:
         lease: seconds a claim on a workflow lasts without a heartbeat; another
             process takes over a workflow whose owner stopped renewing it.
         max_recoveries: how often a workflow may be recovered after losing its process
-            without making progress before it is failed.
+            without making progress (no event recorded since the last recovery) before
+            it is failed; default 100, as in DBOS. ``@durable.workflow(max_recoveries=N)``
+            overrides it per workflow.
         read_only: open the file read-only (for inspection: list, show, history,
             replay): nothing is created, migrated or switched to WAL, and every write
             raises StorageError. Needs ``workers=0``.
@@ -69,7 +73,7 @@ class Engine:
         workers: int = 8,
         synchronous: str = "full",
         lease: float = 30.0,
-        max_recoveries: int = 5,
+        max_recoveries: int = 100,
         poll_interval: float = 0.05,
         read_only: bool = False,
     ) -> None:
@@ -79,6 +83,9 @@ class Engine:
             raise InvalidArgument(
                 f"Engine(workers={workers}, read_only=True): a read-only engine cannot run "
                 "workflows; pass workers=0")
+        if type(max_recoveries) is not int or max_recoveries < 0:
+            raise InvalidArgument(f"Engine(max_recoveries={max_recoveries!r}): it must be an "
+                                  "int >= 0")
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
@@ -96,6 +103,9 @@ class Engine:
         self._steps_lock = threading.Lock()
         self._opened = False
         self._closed = False
+        #: Bumped by every cancel, pause and terminate sent through this engine: its
+        #: running workflows then read their pending control before their next call.
+        self.control_epoch = 0
 
     # -- life cycle -----------------------------------------------------------
 
@@ -276,6 +286,7 @@ class Engine:
         """Pause a workflow at its next recorded call; no step runs until ``resume``."""
         self._unfinished(workflow_id, "pause")
         self.store.request_pause(workflow_id, self.time())
+        self.control_epoch += 1
         self.notify()
 
     def resume(self, workflow_id: str) -> None:
@@ -285,10 +296,48 @@ class Engine:
         self.wake()
 
     def cancel(self, workflow_id: str) -> None:
-        """Cancel a workflow at its next recorded call (at once if it waits)."""
+        """Cancel a workflow at its next recorded call (at once if it waits).
+
+        A ``DIVERGED`` workflow, whose code cannot replay it to run its compensations,
+        ends ``CANCELLED`` at once without them.
+        """
         self._unfinished(workflow_id, "cancel")
-        self.store.request_cancel(workflow_id, self.time())
+        now = self.time()
+        if self.store.terminate(workflow_id, now, Status.CANCELLED.value, ser.JSON, None,
+                                only_diverged=True) is None:
+            self.store.request_cancel(workflow_id, now)
+        self.control_epoch += 1
         self.wake()
+        self.notify()
+
+    def terminate(self, workflow_id: str, reason: str = "terminated by request") -> None:
+        """End an unfinished workflow at once, without replaying it or running any of its
+        code (no compensations): its status becomes ``FAILURE`` with a
+        :class:`~durable.errors.WorkflowTerminated` error. A step still running finishes
+        but its result is not recorded (its owner is fenced off). Attached children are
+        terminated too (Temporal's default parent-close policy); detached ones run on.
+
+        Raises:
+            WorkflowNotFound: no workflow has that id.
+            WorkflowFinished: the workflow already ended.
+        """
+        if not isinstance(reason, str):
+            raise InvalidArgument(f"terminate({workflow_id!r}): reason must be a str, "
+                                  f"not {type(reason).__name__}")
+        row = self._unfinished(workflow_id, "terminate")
+        error = ser.encode_error(WorkflowTerminated(workflow_id, reason))
+        if self.store.terminate(workflow_id, self.time(), Status.FAILURE.value, ser.ERROR,
+                                error) is None:
+            row = self.row(workflow_id)
+            raise WorkflowFinished(workflow_id, row.status, "terminate")
+        self.control_epoch += 1
+        for child in self.store.workflows(None, None, 10_000, parent_id=row.workflow_id):
+            if not child.finished:
+                with contextlib.suppress(WorkflowFinished):
+                    self.terminate(child.workflow_id, f"its parent {workflow_id!r} was "
+                                   f"terminated ({reason})")
+        self.wake()
+        self.notify()
 
     def _unfinished(self, workflow_id: str, action: str) -> WorkflowRow:
         row = self.row(workflow_id)
@@ -303,6 +352,7 @@ class Engine:
         With ``timeout``, wait up to that many seconds for it to be published;
         ``default`` if it is not.
         """
+        check_text(key, f"get_event({workflow_id!r}, key=...)")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             found = self.store.published(workflow_id, key)

@@ -49,6 +49,10 @@ class WorkflowHandle:
     def cancel(self) -> None:
         self.engine.cancel(self.workflow_id)
 
+    def terminate(self, reason: str = "terminated by request") -> None:
+        """End it at once without running its code (see Engine.terminate)."""
+        self.engine.terminate(self.workflow_id, reason)
+
     def history(self) -> list[Event]:
         return self.engine.history(self.workflow_id)
 

@@ -9,14 +9,12 @@ at once the leases of owners on this host whose process is gone.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
+from durable.engine.owners import owner_gone, owner_id
 from durable.engine.threads import DaemonPool
 from durable.errors import StepTimeout
 from durable.runtime.context import Cancelled, TimedOut, WorkflowContext
@@ -33,38 +31,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable")
 
-HOST = socket.gethostname()
+__all__ = ["Executor", "owner_gone", "owner_id"]
+
+#: How long (seconds) the pending control an append returned is trusted before a new
+#: call reads it again (see Executor._control).
+CONTROL_FRESH_S = 0.001
 #: Seconds before a workflow whose execution failed inside the engine is run again.
 ENGINE_ERROR_RETRY = 1.0
 #: Backoff after a storage error (disk full, I/O error): first and longest delay, seconds.
 STORAGE_RETRY_FIRST, STORAGE_RETRY_MAX = 0.5, 30.0
-
-
-def owner_id() -> str:
-    """A unique owner name for one engine: ``host:pid:random``."""
-    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def owner_gone(owner: str) -> bool:
-    """True when ``owner`` ran on this host in a process that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != HOST or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a killed child not yet reaped by its parent is a zombie: gone all the same
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class Executor:
@@ -225,27 +200,49 @@ class Executor:
         if self.engine.stopping.is_set():
             raise ctx.suspend(status=Status.RUNNING.value, wake_at=time.time(),
                               waiting="an engine (the last one shut down)")
-        if ctx.row.control == "cancel":
+        control = self._control(ctx)
+        if control == "terminated":
+            raise Fenced(ctx.workflow_id, "it was terminated")
+        if control == "cancel":
             ctx.cancelling = True
             raise Cancelled()
-        if ctx.pause_requested:
+        if ctx.pause_requested or control == "pause":
             ctx.pause_requested = False
             raise ctx.suspend(status=Status.PAUSED.value, wake_at=None, waiting="resume")
         deadline = ctx.row.deadline
         if deadline is not None and time.time() >= deadline:
             raise TimedOut()
 
+    def _control(self, ctx: WorkflowContext) -> str | None:
+        """The workflow's pending control, read again unless it is known to be fresh.
+
+        The row read at the claim is stale: a cancel or pause may have been accepted while
+        the workflow ran plain code since its last append. Each append returns the pending
+        control, so a read is needed only when a control went through this engine since
+        (any cancel, pause or terminate here bumps control_epoch), or when the workflow
+        has run plain code for more than CONTROL_FRESH_S since it last learnt it (a
+        control sent from another process). A read per call would cost a third of a
+        step's time in a tight loop of steps.
+        """
+        engine = self.engine
+        now = time.monotonic()
+        if ctx.control_epoch == engine.control_epoch and now - ctx.control_seen < CONTROL_FRESH_S:
+            return None
+        ctx.control_epoch, ctx.control_seen = engine.control_epoch, now
+        control = engine.store.control(ctx.workflow_id)
+        return control
+
     def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
                  ctx: WorkflowContext, site: CallSite) -> Any:
         if step.isolation == "process":
             return run_in_process(step, args, kwargs, key, ctx.workflow_id, site.call)
         if step.timeout is None:
-            return run_body(step, args, kwargs, key)
+            return run_body(step, args, kwargs, key, ctx.workflow_id)
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["value"] = run_body(step, args, kwargs, key)
+                box["value"] = run_body(step, args, kwargs, key, ctx.workflow_id)
             except BaseException as error:
                 box["error"] = error
 

@@ -21,6 +21,7 @@ from durable.runtime.context import (
     ReplayEnd,
     WorkflowContext,
     current_step_key,
+    current_step_workflow,
     record_value,
     require,
 )
@@ -50,8 +51,8 @@ def uuid4() -> _uuid.UUID:
 def workflow_id() -> str:
     """The id of the running workflow; in its steps too (threads and child processes)."""
     key = current_step_key.get()
-    if key is not None:  # inside a step: its key is ``workflow_id:call``
-        return key.rpartition(":")[0]
+    if key is not None:  # inside a step
+        return current_step_workflow.get() or key.rpartition(":")[0]
     return require("workflow_id").workflow_id
 
 
@@ -79,6 +80,12 @@ def sleep(duration: float | timedelta) -> None:
     ctx.append(ctx.event(site, "sleep.fired", ser.JSON, json.dumps({"due": due})))
 
 
+def _check_name(ctx: WorkflowContext, what: str, name: Any) -> None:
+    """A signal, event or state name is non-empty text: anything else cannot be
+    recorded or matched (it would leave the workflow hanging)."""
+    check_text(name, f"workflow {ctx.workflow_id!r} (after call #{ctx.call}): {what}")
+
+
 def _until(due: float) -> str:
     return f"timer until {datetime.fromtimestamp(due, UTC).isoformat(timespec='seconds')}"
 
@@ -91,9 +98,9 @@ def wait_for_signal(
     The workflow is suspended (no thread held) until the signal comes; with ``timeout``,
     ``default`` is returned once it passes. Each signal is delivered once, in send order.
     """
-    check_text(name, "durable.wait_for_signal(name)")
     limit = seconds(timeout, "wait_for_signal() timeout")
     ctx = require("wait_for_signal")
+    _check_name(ctx, "durable.wait_for_signal(name)", name)
     site, recorded = ctx.begin("signal", name, (), {})
     deadline = None if limit is None else _time.time() + limit
     waiting_recorded = False
@@ -131,13 +138,13 @@ def set_event(key: str, value: Any, allow_pickle: bool = False) -> None:
     ``value`` is JSON (JSON data, or a pydantic model or dataclass, read back as a dict)
     unless ``allow_pickle=True``: the reader would run code to unpickle it.
     """
-    check_text(key, "durable.set_event(key, ...)")
     ctx = require("set_event")
+    _check_name(ctx, "durable.set_event(key, ...)", key)
     site, recorded = ctx.begin("event", key, (), {})
     if recorded is not None:
         return
     if allow_pickle:
-        encoding, payload = ctx.encode(site, f"event {key!r}", value, None)
+        encoding, payload, _ = ctx.encode(site, f"event {key!r}", value, None)
     else:
         encoding, payload = encode_message(value, False, ctx.workflow_id, site.call,
                                            f"event {key!r}")
@@ -152,14 +159,24 @@ def patched(change_id: str) -> bool:
         if durable.patched("add-fraud-check"):
             fraud_check(order)
     """
+    if not isinstance(change_id, str):
+        raise InvalidArgument(f"durable.patched() takes a str change id, not {change_id!r}")
     ctx = require("patched")
     recorded = ctx.history.of(ctx.call + 1)
-    if recorded is not None and not (recorded[0].kind == "patch"
-                                     and recorded[0].name == change_id):
+    if recorded is not None and recorded[0].kind == "patch" and recorded[0].name == change_id:
+        ctx.begin("patch", change_id, (), {})  # the log says this run took the patch here
+        ctx.patches[change_id] = True
+        return True
+    known = ctx.patches.get(change_id)
+    if known is not None:
+        return known  # answered once per run: an old run stays old after a wait, too
+    if recorded is not None:
+        ctx.patches[change_id] = False
         return False  # an older run: its log goes on without this patch; take no call number
     site, recorded = ctx.begin("patch", change_id, (), {})
     if recorded is None:
         ctx.append(ctx.event(site, "patch", ser.JSON, "true"))
+    ctx.patches[change_id] = True
     return True
 
 
@@ -203,11 +220,11 @@ class _State(MutableMapping[str, Any]):
         return self._ctx().state[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        check_text(key, "durable.state[key] = ...")
         ctx = self._ctx()
+        _check_name(ctx, "durable.state key", key)
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
-            encoding, payload = ctx.encode(site, f"state[{key!r}]", value, None)
+            encoding, payload, value = ctx.encode(site, f"state[{key!r}]", value, None)
             ctx.append(ctx.event(site, "state.set", encoding, payload))
         else:
             last = recorded[-1]
@@ -217,8 +234,8 @@ class _State(MutableMapping[str, Any]):
         ctx.state[key] = value
 
     def __delitem__(self, key: str) -> None:
-        check_text(key, "del durable.state[key]")
         ctx = self._ctx()
+        _check_name(ctx, "durable.state key", key)
         if key not in ctx.state:
             raise KeyError(key)
         site, recorded = ctx.begin("state", key, (), {})

@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
-from durable.errors import WorkflowCancelled, WorkflowFailed, WorkflowFinished
+from durable.errors import ChildConflict, WorkflowCancelled, WorkflowFailed, WorkflowFinished
 from durable.replay import CallSite, Recorded
 from durable.runtime.context import ReplayEnd, TimedOut, WorkflowContext, require
 from durable.runtime.rows import new_row, started_event
@@ -16,6 +16,7 @@ from durable.runtime.rows import new_row, started_event
 if TYPE_CHECKING:
     from durable.runtime.host import Host
     from durable.runtime.registry import Workflow
+    from durable.store import WorkflowRow
 
 #: A parent waiting on a detached child (which does not wake it when it ends) looks again
 #: after a tenth of the time it has waited so far, within these bounds (seconds).
@@ -121,7 +122,10 @@ def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: di
                       parent_id=None if detached else ctx.workflow_id, deadline=deadline)
         # Creating the child is idempotent by its deterministic id, so a crash between
         # these two transactions only means the next replay finds the child already there.
-        host.store.create_workflow(row, [started_event(wf, row, args, kwargs)])
+        started = started_event(wf, row, args, kwargs)
+        existing = host.store.create_workflow(row, [started])
+        if existing is not None:  # ours from before a crash, or a stranger's: refuse those
+            _check_same_child(ctx, site.call, existing, row, started.digest)
         event = ctx.event(site, "child.started", ser.JSON,
                           json.dumps({"workflow_id": new_id, "detached": detached}))
         ctx.append(event)
@@ -129,6 +133,24 @@ def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: di
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
                              site.args, event.encoding, event.payload, time.time())]
     return ChildHandle(ctx, site, new_id, wf, recorded, detached)
+
+
+def _check_same_child(ctx: WorkflowContext, call: int, existing: WorkflowRow,
+                      row: WorkflowRow, digest: str) -> None:
+    """The workflow found under a child's id must be that child (started by this call
+    before a crash): same name, same parent, same arguments. Anything else would answer
+    the parent with a stranger's result."""
+    if existing.name != row.name:
+        difference = f"another name ({existing.name!r}, not {row.name!r})"
+    elif existing.parent_id != row.parent_id:
+        difference = (f"another parent ({existing.parent_id!r}, not {row.parent_id!r})"
+                      if existing.parent_id else "no parent (it was started on its own)")
+    else:
+        first = ctx.host.store.events(existing.workflow_id, 1)[:1]
+        if first and first[0].digest == digest:
+            return
+        difference = "other arguments"
+    raise ChildConflict(existing.workflow_id, ctx.workflow_id, call, difference)
 
 
 def run_child(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...],

@@ -37,6 +37,9 @@ log = logging.getLogger("durable")
 
 current_context: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
+#: The workflow id of the running step (its key alone is ambiguous from run 2 on).
+current_step_workflow: ContextVar[str | None] = ContextVar("durable_step_workflow",
+                                                           default=None)
 
 
 
@@ -100,6 +103,8 @@ class WorkflowContext:
     cancelling: bool = False
     diverged: NonDeterminismError | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    #: ``durable.patched`` answers of this run: the first answer holds for the whole run.
+    patches: dict[str, bool] = field(default_factory=dict)
     compensations: list[tuple[int, Step, tuple[Any, ...], dict[str, Any]]] = field(
         default_factory=list
     )
@@ -108,6 +113,11 @@ class WorkflowContext:
     driver: AsyncDriver | None = None  # hands step results to an async workflow's coroutines
     #: A pause was asked for while a step ran beside the workflow: taken at the next call.
     pause_requested: bool = False
+    #: When (time.monotonic) the pending control was last learnt from the store (an
+    #: append returns it); 0: never, so the first new call asks. See before_new_call.
+    control_seen: float = 0.0
+    #: The host's count of controls sent through it, when control_seen was last set.
+    control_epoch: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _inflight: int = 0  # steps running beside the workflow's thread
     _settled: threading.Condition = field(default_factory=threading.Condition)
@@ -137,7 +147,13 @@ class WorkflowContext:
             if self.unwound is not None and not self.cancelling and number > self.unwound[0]:
                 raise self._unwind()
             self.call = number
-        digest, text = ser.digest_text(args, kwargs)
+        try:
+            digest, text = ser.digest_text(args, kwargs)
+        except ser.Unserializable as error:
+            raise SerializationError(
+                self.workflow_id, number, f"arguments of {family} {name}", error.type_name,
+                error.reason,
+            ) from error
         site = new_site((number, family, name, digest, text))
         recorded = self.history.by_call.get(number)
         if (self.unwound is not None and not self.cancelling and number == self.unwound[0]
@@ -223,6 +239,7 @@ class WorkflowContext:
         """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
         control = self.host.store.append(self.workflow_id, self.host.owner, list(events),
                                          **options)
+        self.control_seen = time.monotonic()
         if control == "pause" and not options.get("update"):
             if beside():
                 self.pause_requested = True  # the workflow's thread pauses at its next call
@@ -265,16 +282,19 @@ class WorkflowContext:
         self.host.notify()
         return Suspend()
 
-    def encode(self, site: CallSite, what: str, value: Any, annotation: Any) -> tuple[str, Any]:
+    def encode(self, site: CallSite, what: str, value: Any,
+               annotation: Any) -> tuple[str, Any, Any]:
+        """``(encoding, payload, decoded)``: ``value`` as the log keeps it, checked to read
+        back, and the value every replay will decode (what the live run must see too)."""
         try:
-            encoding, payload = ser.encode(value, annotation)
+            encoding, payload, decoded = ser.encode_checked(value, annotation)
         except ser.Unserializable as error:
             raise SerializationError(
                 self.workflow_id, site.call, what, error.type_name, error.reason
             ) from error
         if len(payload) > ser.LARGE_PAYLOAD:
             _warn_large(self.workflow_id, site, len(payload))
-        return encoding, payload
+        return encoding, payload, decoded
 
 
 def _warn_large(workflow_id: str, site: CallSite, size: int) -> None:
@@ -327,7 +347,9 @@ def now() -> datetime:
 
 
 def step_key() -> str:
-    """A stable idempotency key for the running step: ``workflow_id:call_number``.
+    """A stable idempotency key for the running step, unique across the runs of its
+    workflow id: ``workflow_id:call`` in the first run, ``workflow_id:run:call`` after
+    ``continue_as_new``.
 
     Pass it to external systems so that a step re-run after a crash does its effect once.
     """

@@ -59,11 +59,15 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
     position = ctx.position
     ctx.position += 1
     event = NewEvent(position, 0, _END_KINDS[status], row.name, "", "", encoding, payload)
-    ctx.host.store.append(row.workflow_id, ctx.host.owner, [event], update={
+    control = ctx.host.store.append(row.workflow_id, ctx.host.owner, [event], update={
         "status": status.value, "owner": None, "wake_at": None, "wait_signal": None,
         "waiting": None, "control": None, "output_encoding": encoding, "output": payload,
         "error": None,
     }, wake=row.parent_id)
+    if control == "cancel" and status is Status.SUCCESS:
+        # A cancel accepted after the last call: the store wrote nothing; end CANCELLED.
+        ctx.position -= 1
+        finish(ctx, Status.CANCELLED, None)
 
 
 def _mark_compensating(ctx: WorkflowContext, status: Status, outcome: Any) -> None:

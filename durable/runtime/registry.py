@@ -160,11 +160,18 @@ class Workflow:
     """A function run durably by an engine: see :func:`workflow`."""
 
     def __init__(
-        self, fn: Callable[..., Any], name: str | None, timeout: float | timedelta | None
+        self, fn: Callable[..., Any], name: str | None, timeout: float | timedelta | None,
+        max_recoveries: int | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or _default_name(fn)
         self.timeout = seconds(timeout, f"workflow {self.name} timeout")
+        if max_recoveries is not None and (
+                type(max_recoveries) is not int or max_recoveries < 0):
+            raise InvalidArgument(f"workflow {self.name}: max_recoveries must be an int >= 0, "
+                                  f"not {max_recoveries!r}")
+        #: Recoveries without progress before the workflow fails (None: the engine's).
+        self.max_recoveries = max_recoveries
         self.is_async = inspect.iscoroutinefunction(fn)
         self.returns = _return_annotation(fn)
         functools.update_wrapper(self, fn)
@@ -193,7 +200,8 @@ def _return_annotation(fn: Callable[..., Any]) -> Any:
 def workflow(fn: F, /) -> Workflow: ...
 @overload
 def workflow(
-    *, name: str | None = None, timeout: float | timedelta | None = None
+    *, name: str | None = None, timeout: float | timedelta | None = None,
+    max_recoveries: int | None = None,
 ) -> Callable[[F], Workflow]: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
@@ -201,6 +209,7 @@ def workflow(
     *,
     name: str | None = None,
     timeout: float | timedelta | None = None,
+    max_recoveries: int | None = None,
 ) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
     """Make a function a durable workflow.
 
@@ -209,14 +218,17 @@ def workflow(
             the function to recover by this name.
         timeout: the workflow fails with ``WorkflowTimeout`` once this much time has
             passed since it started (seconds or timedelta).
+        max_recoveries: how often it may be recovered after losing its process without
+            recording progress before it fails with ``RecoveryLimitExceeded`` (default:
+            the engine's, 100).
 
     Example:
         >>> @durable.workflow
         ... def checkout(order_id: str) -> dict: ...
     """
     if fn is not None:
-        return Workflow(fn, name, timeout)
-    return lambda f: Workflow(f, name, timeout)
+        return Workflow(fn, name, timeout, max_recoveries)
+    return lambda f: Workflow(f, name, timeout, max_recoveries)
 
 
 @overload

@@ -17,6 +17,7 @@ from durable.runtime.context import (
     WorkflowContext,
     beside,
     current_step_key,
+    current_step_workflow,
 )
 from durable.store import NewEvent
 
@@ -65,7 +66,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
         if retry["retry_at"] > time.time():
             raise wait_for_retry(ctx, retry["retry_at"],
                                   f"retry of {step.name} (attempt {attempt})")
-    key = f"{ctx.workflow_id}:{site.call}"
+    key = step_key_of(ctx.workflow_id, ctx.row.run, site.call)
     while True:
         try:
             value = ctx.host.run_step(step, args, kwargs, key, ctx, site)
@@ -88,12 +89,15 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             attempt += 1
             continue
         try:
-            encoding, payload = ctx.encode(site, f"result of step {step.name}", value, step.returns)
+            encoding, payload, decoded = ctx.encode(
+                site, f"result of step {step.name}", value, step.returns)
         except SerializationError as error:
             ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
             raise
         ctx.append_outcome(site, "step.completed", encoding, payload)
-        return value
+        # The workflow sees the value as every replay will decode it, not the live object
+        # (which the step may still hold and change, or which JSON may not bring back).
+        return decoded
 
 
 def wait_for_retry(ctx: WorkflowContext, retry_at: float, waiting: str,
@@ -108,28 +112,38 @@ def wait_for_retry(ctx: WorkflowContext, retry_at: float, waiting: str,
     return RetryLater(retry_at, waiting)
 
 
+def step_key_of(workflow_id: str, run: int, call: int) -> str:
+    """The idempotency key of call ``call`` of run ``run``: unique across runs."""
+    return f"{workflow_id}:{call}" if run == 1 else f"{workflow_id}:{run}:{call}"
+
+
 def run_in_step(key: str, fn: Callable[..., Any], args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> Any:
+                kwargs: dict[str, Any], workflow_id: str | None = None) -> Any:
     """Run a step body with ``step_key()`` set (used by the engine's step runners)."""
     token = current_step_key.set(key)
+    owner = current_step_workflow.set(workflow_id)
     try:
         return fn(*args, **kwargs)
     finally:
+        current_step_workflow.reset(owner)
         current_step_key.reset(token)
 
 
 async def run_in_step_async(key: str, step: Step, args: tuple[Any, ...],
-                            kwargs: dict[str, Any]) -> Any:
+                            kwargs: dict[str, Any], workflow_id: str | None = None) -> Any:
     """Await an async step body with ``step_key()`` set."""
     token = current_step_key.set(key)
+    owner = current_step_workflow.set(workflow_id)
     try:
         return await step.fn(*args, **kwargs)
     finally:
+        current_step_workflow.reset(owner)
         current_step_key.reset(token)
 
 
-def run_body(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str) -> Any:
+def run_body(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
+             workflow_id: str | None = None) -> Any:
     """One attempt of a step's body in this thread, sync or async, with its step key."""
     if step.is_async:
-        return asyncio.run(run_in_step_async(key, step, args, kwargs))
-    return run_in_step(key, step.fn, args, kwargs)
+        return asyncio.run(run_in_step_async(key, step, args, kwargs, workflow_id))
+    return run_in_step(key, step.fn, args, kwargs, workflow_id)

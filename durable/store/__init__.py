@@ -38,8 +38,11 @@ class Store(StoreReads, Protocol):
 
     path: str
 
-    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        """Insert a workflow and its first events; the existing row if the id is taken."""
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
+                        publish: list[tuple[str, str, Any]] | None = None
+                        ) -> WorkflowRow | None:
+        """Insert a workflow and its first events, and its published events ``publish``
+        ((key, encoding, payload), a fork's); the existing row if the id is taken."""
 
     def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[WorkflowRow]:
         """Take up to ``limit`` runnable workflows for ``owner``."""
@@ -66,14 +69,20 @@ class Store(StoreReads, Protocol):
         workflow ``wake`` if it waits, and after an update that arms a wait, wakes this
         one at once if what it waits for (``("signal", name)``, ``("child", id)``) is
         already there. A pending pause replaces an update that gives the workflow up;
-        a pending cancel refuses it. Returns the pending control request or None.
+        a pending cancel refuses it, and refuses a ``SUCCESS`` close outright (nothing
+        is written: the caller cancels instead). Returns the pending control request or None.
         """
+
+    def control(self, workflow_id: str) -> str | None:
+        """The pending control request of a workflow (``pause``, ``cancel``,
+        ``compensating``) or None: a cheap read, made before a new call runs."""
 
     def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
         """The oldest unconsumed signal ``name``: ``(id, encoding, payload)``."""
 
     def retry_set_aside(self) -> None:
-        """Make every workflow set aside with an error (diverged, unknown) runnable now."""
+        """Make every workflow set aside with an error (diverged, unknown), or left with a
+        cancel pending by an engine without its code, runnable now."""
 
     def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
         """Extend the leases ``owner`` holds on ``workflow_ids`` (the ones it is running:
@@ -103,11 +112,21 @@ class Store(StoreReads, Protocol):
         (``control = 'pause'``). Nothing if it is paused already or a cancel is pending."""
 
     def resume(self, workflow_id: str, now: float) -> None:
-        """Withdraw a pending pause, and make a paused workflow runnable at ``now``."""
+        """Withdraw a pending pause, and make a paused workflow runnable at ``now``; a
+        set-aside one (``DIVERGED``, unknown code) too, its stored error cleared at once."""
 
     def request_cancel(self, workflow_id: str, now: float) -> None:
         """Ask an unfinished workflow to cancel (``control = 'cancel'``), waking it at
         ``now``; nothing if it is already compensating."""
+
+    def terminate(self, workflow_id: str, now: float, status: str, encoding: str, payload: Any,
+                  only_diverged: bool = False) -> WorkflowRow | None:
+        """End an unfinished workflow at once, whoever owns it (its owner's next append is
+        Fenced): append its closing event (``workflow.failed`` for ``FAILURE``,
+        ``workflow.cancelled`` for ``CANCELLED``) with ``payload`` after the last one, set
+        ``status`` and ``control = 'terminated'``, and wake its waiting parent. Returns its
+        row as it was, or None when it had ended (or, with ``only_diverged``, is not
+        ``DIVERGED``)."""
 
     def owners(self) -> list[str]:
         """Every owner that holds a workflow now."""

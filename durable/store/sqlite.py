@@ -27,6 +27,7 @@ from durable.store.sqlite_commit import (
     Append,
     Create,
     fast_insert,
+    insert_events,
     not_written,
 )
 from durable.store.sqlite_connect import connect, open_reader, preallocate_wal
@@ -110,8 +111,10 @@ class SQLiteStore(SQLiteReads):
 
     # -- workflows --------------------------------------------------------------
 
-    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        request = Create(row, events)
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
+                        publish: list[tuple[str, str, Any]] | None = None
+                        ) -> WorkflowRow | None:
+        request = Create(row, events, publish)
         self._submit(request)  # group-committed with appends: many starts share an fsync
         return request.existing
 
@@ -166,8 +169,9 @@ class SQLiteStore(SQLiteReads):
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
         with self._writing("retrying workflows set aside") as conn:
             conn.execute(
-                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND error IS NOT NULL "
-                "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
+                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND (error IS NOT NULL "
+                "OR control = 'cancel') AND "
+                "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
                 (time.time(),),
             )
 
@@ -252,6 +256,14 @@ class SQLiteStore(SQLiteReads):
 
     def resume(self, workflow_id: str, now: float) -> None:
         with self._writing(f"resuming workflow {workflow_id!r}") as conn:
+            # Set aside (diverged, unknown code): runnable now, its old error gone at once,
+            # so result() does not raise it again before an engine claims the workflow.
+            conn.execute(
+                "UPDATE workflows SET status = 'RUNNING', error = NULL, wake_at = ?, "
+                "waiting = NULL, updated = ? WHERE workflow_id = ? AND owner IS NULL AND "
+                f"(status = 'DIVERGED' OR error IS NOT NULL) AND {_UNFINISHED}",
+                (now, now, workflow_id),
+            )
             # A pause still pending is withdrawn; a pending cancel is left alone.
             conn.execute(
                 "UPDATE workflows SET control = NULL, updated = ? WHERE workflow_id = ? "
@@ -275,7 +287,45 @@ class SQLiteStore(SQLiteReads):
                 (now, now, workflow_id),
             )
 
+    def terminate(self, workflow_id: str, now: float, status: str, encoding: str, payload: Any,
+                  only_diverged: bool = False) -> WorkflowRow | None:
+        kind = {"FAILURE": "workflow.failed", "CANCELLED": "workflow.cancelled"}[status]
+        with self._writing(f"terminating workflow {workflow_id!r}") as conn:
+            found = conn.execute(f"{SELECT_WORKFLOW} WHERE workflow_id = ?",
+                                 (workflow_id,)).fetchone()
+            if found is None:
+                return None
+            row = WorkflowRow(*found)
+            if row.finished or (only_diverged and row.status != "DIVERGED"):
+                return None
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(position), -1) FROM events WHERE workflow_id = ?",
+                (workflow_id,),
+            ).fetchone()
+            # Taking the next position fences the owner twice over: it no longer owns the
+            # row, and its next event would collide with this one.
+            insert_events(conn, workflow_id, row.run,
+                          [NewEvent(last + 1, 0, kind, row.name, "", "", encoding, payload)], now)
+            conn.execute(
+                "UPDATE workflows SET status = ?, owner = NULL, lease_until = NULL, "
+                "wake_at = NULL, wait_signal = NULL, waiting = NULL, control = 'terminated', "
+                "output_encoding = ?, output = ?, error = NULL, updated = ? "
+                "WHERE workflow_id = ?",
+                (status, encoding, payload, now, workflow_id),
+            )
+            if row.parent_id is not None:
+                conn.execute(
+                    "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
+                    "AND status = 'WAITING'",
+                    (now, row.parent_id),
+                )
+        return row
+
     # -- the log ----------------------------------------------------------------
+
+    def control(self, workflow_id: str) -> str | None:
+        rows = self._read("SELECT control FROM workflows WHERE workflow_id = ?", (workflow_id,))
+        return rows[0][0] if rows else None
 
     def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
         if run is None:

@@ -62,10 +62,13 @@ class Append:
 class Create:
     """A new workflow (row and first events) waiting for a group commit."""
 
-    __slots__ = ("done", "error", "events", "existing", "row", "waiter", "workflow_id")
+    __slots__ = ("done", "error", "events", "existing", "publish", "row", "waiter",
+                 "workflow_id")
 
-    def __init__(self, row: WorkflowRow, events: list[NewEvent]) -> None:
+    def __init__(self, row: WorkflowRow, events: list[NewEvent],
+                 publish: list[tuple[str, str, Any]] | None = None) -> None:
         self.row, self.events, self.workflow_id = row, events, row.workflow_id
+        self.publish = publish
         self.done = False
         self.existing: WorkflowRow | None = None
         self.error: BaseException | None = None
@@ -83,6 +86,9 @@ class Create:
             self.existing = WorkflowRow(*found)
             return
         insert_events(conn, self.workflow_id, row.run, self.events, row.created)
+        if self.publish:
+            conn.executemany("INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
+                             [(self.workflow_id, *p, row.created) for p in self.publish])
 
 
 _CREATE_WORKFLOW = (
@@ -134,6 +140,8 @@ def apply_append(conn: sqlite3.Connection, request: Append) -> str | None:
     if found is None or found[0] != owner:
         raise Fenced(workflow_id)
     control, run = found[1], found[2]
+    if control == "cancel" and update is not None and update.get("status") == "SUCCESS":
+        return "cancel"  # a cancel that came after the last call wins: nothing is written
     try:
         insert_events(conn, workflow_id, run, events, now)
     except sqlite3.IntegrityError as error:
