@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from durable import serialization as ser
 from durable.engine import fork as forking
@@ -27,7 +27,7 @@ from durable.errors import (
 )
 from durable.runtime import run as running
 from durable.runtime.host import register_host, unregister_host
-from durable.runtime.registry import Workflow, find_workflow
+from durable.runtime.registry import Workflow, WorkflowOptions, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
 from durable.status import Status
 from durable.store import Store, WorkflowRow
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from durable.replay import CallSite
     from durable.runtime.context import WorkflowContext
     from durable.runtime.registry import Step
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Engine:
@@ -129,19 +133,40 @@ class Engine:
 
     # -- starting -------------------------------------------------------------
 
-    def start(
-        self, wf: Workflow | str, *args: Any, workflow_id: str | None = None, **kwargs: Any
-    ) -> WorkflowHandle:
+    # PEP 612 allows no keyword parameter between ``*args: P.args`` and ``**kwargs:
+    # P.kwargs``, so ``workflow_id=`` cannot sit in the checked signature: the checked
+    # forms are ``start(wf, *args)`` and ``start(wf.options(workflow_id=...), *args)``;
+    # ``start(wf, *args, workflow_id=...)`` keeps working with its arguments unchecked.
+    @overload
+    def start(self, wf: Workflow[P, R] | WorkflowOptions[P, R], /, *args: P.args,
+              **kwargs: P.kwargs) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: Workflow[..., R], /, *args: Any, workflow_id: str | None,
+              **kwargs: Any) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: str, /, *args: Any, workflow_id: str | None = None,
+              **kwargs: Any) -> WorkflowHandle[Any]: ...
+    def start(self, wf: Workflow[..., Any] | WorkflowOptions[..., Any] | str, /, *args: Any,
+              **kwargs: Any) -> WorkflowHandle[Any]:
         """Start a workflow and return its handle at once.
 
         Starting an id that exists returns the existing workflow (idempotent start).
+        Give the id as ``wf.options(workflow_id=...)`` (a type checker then checks the
+        arguments) or as ``workflow_id=...``.
 
         Raises:
             WorkflowConflict: the id exists and runs another workflow.
             SerializationError: the arguments cannot be recorded.
         """
+        workflow_id = kwargs.pop("workflow_id", None)
+        if isinstance(wf, WorkflowOptions):
+            workflow_id = workflow_id or wf.workflow_id
+            wf = wf.workflow
+        return self._start(_resolve(wf), workflow_id, args, kwargs)
+
+    def _start(self, workflow: Workflow[..., Any], workflow_id: str | None,
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowHandle[Any]:
         self._check_open()
-        workflow = _resolve(wf)
         workflow_id = workflow_id or str(uuid.uuid4())
         row = new_row(workflow, workflow_id, args, kwargs, self.time())
         started = started_event(workflow, row, args, kwargs)
@@ -167,12 +192,26 @@ class Engine:
             self._executor.wake()
         return WorkflowHandle(self, workflow_id)
 
-    def run(self, wf: Workflow | str, *args: Any, workflow_id: str | None = None,
+    @overload
+    def run(self, wf: Workflow[P, R] | WorkflowOptions[P, R], /, *args: P.args,
+            **kwargs: P.kwargs) -> R: ...
+    @overload
+    def run(self, wf: Workflow[..., R], /, *args: Any, workflow_id: str | None,
+            **kwargs: Any) -> R: ...
+    @overload
+    def run(self, wf: str, /, *args: Any, workflow_id: str | None = None,
+            **kwargs: Any) -> Any: ...
+    def run(self, wf: Workflow[..., Any] | WorkflowOptions[..., Any] | str, /, *args: Any,
             **kwargs: Any) -> Any:
-        """Start a workflow and wait for its result."""
-        return self.start(wf, *args, workflow_id=workflow_id, **kwargs).result()
+        """Start a workflow and wait for its result (``start`` takes the same arguments)."""
+        return self.start(wf, *args, **kwargs).result()
 
-    def handle(self, workflow_id: str) -> WorkflowHandle:
+    def run_workflow(self, wf: Workflow[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """A workflow called directly: start it under a new id and wait for its result."""
+        return self._start(wf, None, args, kwargs).result()
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         """The handle of an existing workflow.
 
         Raises:
@@ -311,7 +350,8 @@ class Engine:
         """
         return running.replay(self, self.row(workflow_id))
 
-    def fork(self, workflow_id: str, at: int, *, new_id: str | None = None) -> WorkflowHandle:
+    def fork(self, workflow_id: str, at: int, *, new_id: str | None = None
+             ) -> WorkflowHandle[Any]:
         """A new workflow that keeps calls 1..``at`` of the history and runs the rest anew."""
         return WorkflowHandle(self, forking.fork(self, self.row(workflow_id), at, new_id))
 
@@ -341,7 +381,7 @@ class Engine:
         return self._executor.run_step(step, args, kwargs, key, ctx, site)
 
 
-def _resolve(wf: Workflow | str) -> Workflow:
+def _resolve(wf: Workflow[..., Any] | str) -> Workflow[..., Any]:
     if isinstance(wf, Workflow):
         return wf
     if isinstance(wf, str):

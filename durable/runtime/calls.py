@@ -12,7 +12,7 @@ import time as _time
 import uuid as _uuid
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 from durable import serialization as ser
 from durable.errors import InvalidArgument, Unwind
@@ -152,7 +152,10 @@ def patched(change_id: str) -> bool:
     return True
 
 
-def compensate(step: Step, *args: Any, **kwargs: Any) -> None:
+P = ParamSpec("P")
+
+
+def compensate(step: Step[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
     """Register ``step(*args, **kwargs)`` to run if the workflow fails or is cancelled.
 
     Registered compensations run in reverse order, each exactly once, as recorded steps.
