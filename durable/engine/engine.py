@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
 from durable import serialization as ser
 from durable.engine import fork as forking
+from durable.engine import history
 from durable.engine.handle import WorkflowHandle
 from durable.engine.threads import DaemonPool
 from durable.engine.worker import Executor, owner_id
@@ -94,14 +96,14 @@ class Engine:
 
     # -- life cycle -----------------------------------------------------------
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def open(self) -> Engine:
+    def open(self) -> Self:
         """Recover interrupted workflows and start the worker threads (once)."""
         if self._closed:
             raise EngineClosed(self.path)
@@ -292,7 +294,7 @@ class Engine:
         except ser.Unserializable as error:
             raise SerializationError(workflow_id, 0, f"signal {name!r}", error.type_name,
                                      error.reason) from error
-        self.store.send_signal(workflow_id, name, encoding, data)
+        self.store.send_signal(workflow_id, name, encoding, data, now=self.time())
         self._executor.wake()
 
     def pause(self, workflow_id: str) -> None:
@@ -338,17 +340,36 @@ class Engine:
 
     # -- replay and fork --------------------------------------------------------
 
-    def replay(self, workflow_id: str) -> Any:
+    def replay(self, workflow_id: str, workflow: Workflow[..., Any] | None = None, *,
+               break_at: int | None = None) -> Any:
         """Run the current code against the recorded history without running any step.
 
         Returns the result the code returns on replay (None for a workflow that has
         not finished, once its recorded calls all match).
 
+        Args:
+            workflow: the function to replay (default: the one registered under the
+                recorded name).
+            break_at: stop in ``pdb`` in the workflow's code once call N has returned
+                its recorded value.
+
         Raises:
             NonDeterminismError: where the code and the history disagree.
             WorkflowFailed: the workflow failed, and replay reproduces the failure.
         """
-        return running.replay(self, self.row(workflow_id))
+        row = self.row(workflow_id)
+        if break_at is None:
+            return running.replay(self, row, workflow)
+        from durable.runtime.debug import breaking
+
+        calls = max((e.call for e in self.store.events(workflow_id, row.run)), default=0)
+        return running.replay(self, row, workflow, breaking(break_at, calls))
+
+    def export(self, workflow_id: str) -> str:
+        """The history of a workflow's current run as JSON text (see
+        :mod:`durable.engine.history` for the versioned format), for
+        ``durable.testing.replay`` and ``durable replay --from-file``."""
+        return json.dumps(history.export(self, workflow_id), indent=1, ensure_ascii=False)
 
     def fork(self, workflow_id: str, at: int, *, new_id: str | None = None
              ) -> WorkflowHandle[Any]:
@@ -360,6 +381,10 @@ class Engine:
     def time(self) -> float:
         """The engine's clock (seconds since the epoch)."""
         return time.time()
+
+    def idle(self) -> bool:
+        """No workflow runs on this engine's workers now."""
+        return self._executor.idle()
 
     def wake(self) -> None:
         """Wake the dispatcher: a workflow may have become runnable."""

@@ -78,7 +78,8 @@ class Executor:
 
     def start(self) -> None:
         self.recover_dead_owners()
-        self.engine.store.retry_set_aside()  # new code may have been deployed: try again
+        # New code may have been deployed: try the workflows set aside again.
+        self.engine.store.retry_set_aside(self.engine.time())
         self._pool = DaemonPool(self.engine.workers, "durable-wf")
         for target, name in ((self._dispatch, "durable-dispatch"),
                              (self._heartbeat, "durable-heartbeat")):
@@ -98,6 +99,11 @@ class Executor:
                 return False
             self._busy += 1
             return True
+
+    def idle(self) -> bool:
+        """No workflow runs on this engine's workers now."""
+        with self._busy_lock:
+            return self._busy == 0
 
     def unreserve(self) -> None:
         with self._busy_lock:
@@ -121,7 +127,7 @@ class Executor:
             self._pool.shutdown()
         # Whatever still runs (a long step) is released: its late append will be fenced.
         if self._threads:
-            self.engine.store.release(self.engine.owner)
+            self.engine.store.release(self.engine.owner, now=self.engine.time())
 
     def recover_dead_owners(self) -> None:
         for owner in self.engine.store.owners():
@@ -138,7 +144,7 @@ class Executor:
                 free = engine.workers - self._busy
             claimed: list[WorkflowRow] = []
             if free > 0:
-                now = time.time()
+                now = engine.time()
                 try:
                     claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
                 except Exception:  # a failed poll must not kill the dispatcher; try next tick
@@ -156,7 +162,7 @@ class Executor:
         interval = min(engine.lease / 3, 1.0)
         while not engine.stopping.wait(interval):
             try:
-                engine.store.renew(engine.owner, time.time() + engine.lease)
+                engine.store.renew(engine.owner, engine.time() + engine.lease)
                 self.recover_dead_owners()
             except Exception:
                 log.exception("renewing leases failed; retrying")
@@ -173,7 +179,7 @@ class Executor:
                           "%.0f s", row.workflow_id, ENGINE_ERROR_RETRY)
             try:  # as after a crash: retried, and counted against max_recoveries
                 self.engine.store.crashed(self.engine.owner, row.workflow_id,
-                                          time.time() + ENGINE_ERROR_RETRY)
+                                          self.engine.time() + ENGINE_ERROR_RETRY)
             except Exception:
                 log.exception("workflow %r: could not mark it for a retry; it resumes once "
                               "this engine stops", row.workflow_id)
@@ -187,7 +193,7 @@ class Executor:
     def before_new_call(self, ctx: WorkflowContext) -> None:
         """Checks made before any call that the log does not answer yet."""
         if self.engine.stopping.is_set():
-            raise ctx.suspend(status=Status.RUNNING.value, wake_at=time.time(),
+            raise ctx.suspend(status=Status.RUNNING.value, wake_at=self.engine.time(),
                               waiting="an engine (the last one shut down)")
         if ctx.row.control == "cancel":
             ctx.cancelling = True
@@ -196,7 +202,7 @@ class Executor:
             ctx.pause_requested = False
             raise ctx.suspend(status=Status.PAUSED.value, wake_at=None, waiting="resume")
         deadline = ctx.row.deadline
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and self.engine.time() >= deadline:
             raise TimedOut()
 
     def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random as _random
-import time as _time
 import uuid as _uuid
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
@@ -18,8 +17,10 @@ from durable import serialization as ser
 from durable.errors import InvalidArgument, Unwind
 from durable.runtime.context import (
     ReplayEnd,
+    TimedOut,
     WorkflowContext,
     current_step_key,
+    host_time,
     record_value,
     require,
 )
@@ -27,8 +28,8 @@ from durable.runtime.registry import Step, seconds
 
 
 def time() -> float:
-    """Seconds since the epoch, recorded."""
-    return float(record_value("time", _time.time))
+    """Seconds since the epoch (the engine's clock), recorded."""
+    return float(record_value("time", host_time))
 
 
 def random() -> float:
@@ -69,13 +70,24 @@ def sleep(duration: float | timedelta) -> None:
             raise ReplayEnd(site)
         due = json.loads(last.payload)["due"]
     else:
-        due = _time.time() + delay
+        due = ctx.host.time() + delay
         if delay > 0:
             started = ctx.event(site, "sleep.started", ser.JSON, json.dumps({"due": due}))
             raise ctx.suspend(started, status="WAITING", wake_at=due, waiting=_until(due))
-    if _time.time() < due:
+    now = ctx.host.time()
+    if now < due:
         raise ctx.suspend(status="WAITING", wake_at=due, waiting=_until(due))
+    _check_deadline(ctx, now, due)
     ctx.append(ctx.event(site, "sleep.fired", ser.JSON, json.dumps({"due": due})))
+
+
+def _check_deadline(ctx: WorkflowContext, now: float, due: float) -> None:
+    """A timer found due after the workflow's own deadline (the engine was down, or a
+    test engine's clock jumped over both): the workflow times out first, as it would
+    have if woken in time."""
+    deadline = ctx.row.deadline
+    if deadline is not None and not ctx.cancelling and deadline < due and now >= deadline:
+        raise TimedOut()
 
 
 def _until(due: float) -> str:
@@ -93,7 +105,7 @@ def wait_for_signal(
     limit = seconds(timeout, "wait_for_signal() timeout")
     ctx = require("wait_for_signal")
     site, recorded = ctx.begin("signal", name, (), {})
-    deadline = None if limit is None else _time.time() + limit
+    deadline = None if limit is None else ctx.host.time() + limit
     waiting_recorded = False
     if recorded is not None:
         last = recorded[-1]
@@ -111,7 +123,9 @@ def wait_for_signal(
         ctx.append(ctx.event(site, "signal.received", encoding, payload),
                    consume_signal=signal_id)
         return ser.decode(encoding, payload)
-    if deadline is not None and _time.time() >= deadline:
+    now = ctx.host.time()
+    if deadline is not None and now >= deadline:
+        _check_deadline(ctx, now, deadline)
         ctx.append(ctx.event(site, "signal.timeout", ser.JSON, json.dumps(default)
                              if ser.is_plain_json(default) else None))
         return default

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
 
 from typing_extensions import TypeVar
@@ -64,7 +63,7 @@ class ChildHandle(Generic[R]):
         if ctx.replaying:
             raise ReplayEnd(site)
         deadline = ctx.row.deadline
-        if deadline is not None and not ctx.cancelling and time.time() >= deadline:
+        if deadline is not None and not ctx.cancelling and ctx.host.time() >= deadline:
             # Its children share its deadline: the parent fails with its own timeout,
             # not with the timeout of the child it waited for.
             raise TimedOut()
@@ -81,9 +80,10 @@ class ChildHandle(Generic[R]):
         wake_at = None
         if self.detached:
             # A detached child has no parent link, so its end wakes nobody: look again.
-            started = self._recorded[0].created if self._recorded else time.time()
+            now = ctx.host.time()
+            started = self._recorded[0].created if self._recorded else now
             low, high = DETACHED_POLL
-            wake_at = time.time() + min(high, max(low, (time.time() - started) / 10))
+            wake_at = now + min(high, max(low, (now - started) / 10))
         raise ctx.suspend(status="WAITING", wake_at=wake_at, waiting=f"child {self.workflow_id}",
                           recheck=("child", self.workflow_id))
 
@@ -143,7 +143,7 @@ def _start(ctx: WorkflowContext, wf: Workflow[..., R], args: tuple[Any, ...],
         ctx.append(event)
         host.wake()
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
-                             site.args, event.encoding, event.payload, time.time())]
+                             site.args, event.encoding, event.payload, host.time())]
     return ChildHandle(ctx, site, new_id, wf, recorded, detached)
 
 

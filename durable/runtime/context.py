@@ -222,7 +222,7 @@ class WorkflowContext:
     def append(self, *events: NewEvent, **options: Any) -> None:
         """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
         control = self.host.store.append(self.workflow_id, self.host.owner, list(events),
-                                         **options)
+                                         now=self.host.time(), **options)
         if control == "pause" and not options.get("update"):
             if beside():
                 self.pause_requested = True  # the workflow's thread pauses at its next call
@@ -254,7 +254,7 @@ class WorkflowContext:
             with self._settled:  # steps running beside it record their outcomes first
                 self._settled.wait_for(lambda: self._inflight == 0)
         deadline = self.row.deadline
-        if deadline is not None and not self.cancelling and time.time() >= deadline:
+        if deadline is not None and not self.cancelling and self.host.time() >= deadline:
             raise TimedOut()  # woken at its deadline: waiting again would loop forever
         if deadline is not None and (wake_at is None or wake_at > deadline):
             wake_at = deadline  # wake in time to fail with the workflow's timeout
@@ -321,9 +321,18 @@ def record_value(function: str, produce: Callable[[], Any], args: tuple[Any, ...
     return value
 
 
+def host_time() -> float:
+    """The running workflow's engine clock (virtual in a test engine); time.time() outside."""
+    ctx = current_context.get()
+    return time.time() if ctx is None else ctx.host.time()
+
+
 def now() -> datetime:
-    """The current time as an aware UTC datetime, recorded: replay returns the same."""
-    return datetime.fromtimestamp(record_value("now", time.time), UTC)
+    """The current time as an aware UTC datetime, recorded: replay returns the same.
+
+    It is the engine's clock: a test engine's virtual time.
+    """
+    return datetime.fromtimestamp(record_value("now", host_time), UTC)
 
 
 def step_key() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from durable import serialization as ser
@@ -61,7 +60,7 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
         "status": status.value, "owner": None, "wake_at": None, "wait_signal": None,
         "waiting": None, "control": None, "output_encoding": encoding, "output": payload,
         "error": None,
-    }, wake=row.parent_id)
+    }, wake=row.parent_id, now=ctx.host.time())
 
 
 def _mark_compensating(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
@@ -85,9 +84,9 @@ def _mark_compensating(ctx: WorkflowContext, status: Status, outcome: Any) -> No
     marker = NewEvent(position, 0, COMPENSATING, ctx.row.name, "", "", ser.JSON,
                       json.dumps({"at": ctx.call, "reason": reason}))
     ctx.host.store.append(ctx.workflow_id, ctx.host.owner, [marker],
-                            update={"control": "compensating"})
+                          update={"control": "compensating"}, now=ctx.host.time())
     ctx.history.add(Recorded(position, 0, COMPENSATING, ctx.row.name, "", "", ser.JSON,
-                             marker.payload, time.time()))
+                             marker.payload, ctx.host.time()))
 
 
 def run_compensations(ctx: WorkflowContext) -> None:

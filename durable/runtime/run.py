@@ -39,7 +39,7 @@ log = logging.getLogger("durable")
 DIVERGED_RETRY_S = 60.0
 
 
-def _invoke(workflow: Workflow, row: WorkflowRow) -> Any:
+def _invoke(workflow: Workflow[..., Any], row: WorkflowRow) -> Any:
     args, kwargs = decode_input(row)
     if workflow.is_async:
         return asyncio.run(workflow.fn(*args, **kwargs))
@@ -102,7 +102,7 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
     return None
 
 
-def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow,
+def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow[..., Any],
                      new: ContinueAsNew) -> WorkflowRow | None:
     """Close this run and run the same id again at once, with a fresh log."""
     row = ctx.row
@@ -113,7 +113,7 @@ def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow,
                        *ser.digest_text(new.args_, new.kwargs), encoding, payload, run=run)
     host.store.append(row.workflow_id, host.owner, [closing, started], update={
         "run": run, "input_encoding": encoding, "input": payload, "recoveries": 0,
-    })
+    }, now=host.time())
     return host.store.workflow(row.workflow_id)
 
 
@@ -122,16 +122,21 @@ def _set_aside(host: Host, row: WorkflowRow, error: Exception, waiting: str) -> 
     host.store.append(row.workflow_id, host.owner, [], update={
         "owner": None, "error": ser.encode_error(error), "waiting": waiting,
         "wake_at": host.time() + DIVERGED_RETRY_S,
-    })
+    }, now=host.time())
 
 
-def replay(host: Host, row: WorkflowRow) -> Any:
-    """Replay a workflow's history against the current code, running no step."""
-    workflow = find_workflow(row.name)
+def replay(host: Host, row: WorkflowRow, workflow: Workflow[..., Any] | None = None,
+           context: type[WorkflowContext] = WorkflowContext) -> Any:
+    """Replay a workflow's history against the current code, running no step.
+
+    ``workflow`` is the function to replay (default: the one registered under the
+    recorded name); ``context`` the replay context's class (a debugger's, say).
+    """
+    workflow = workflow or find_workflow(row.name)
     if workflow is None:
         raise UnknownWorkflow(row.workflow_id, row.name)
-    ctx = WorkflowContext(host, row, History(host.store.events(row.workflow_id, row.run)),
-                          replaying=True)
+    ctx = context(host, row, History(host.store.events(row.workflow_id, row.run)),
+                  replaying=True)
     token = current_context.set(ctx)
     try:
         value = _invoke(workflow, row)

@@ -62,7 +62,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
         if ctx.replaying:
             raise ReplayEnd(site)
         attempt = retry["attempt"] + 1
-        if retry["retry_at"] > time.time():
+        if retry["retry_at"] > ctx.host.time():
             raise wait_for_retry(ctx, retry["retry_at"],
                                   f"retry of {step.name} (attempt {attempt})")
     key = f"{ctx.workflow_id}:{site.call}"
@@ -76,7 +76,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
                 ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
                 raise
             delay = step.retry.delay(attempt)
-            retry_at = time.time() + delay
+            retry_at = ctx.host.time() + delay
             info = {"attempt": attempt, "retry_at": retry_at, "error": f"{type(error).__name__}: "
                     f"{error}"}
             event = ctx.event(site, "step.retry", ser.JSON, json.dumps(info))

@@ -155,13 +155,13 @@ class SQLiteStore:
         with self._writing() as conn:
             conn.execute("UPDATE workflows SET lease_until = 0 WHERE owner = ?", (owner,))
 
-    def retry_set_aside(self) -> None:
+    def retry_set_aside(self, now: float | None = None) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
         with self._writing() as conn:
             conn.execute(
                 "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND error IS NOT NULL "
                 "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
-                (time.time(),),
+                (time.time() if now is None else now,),
             )
 
     def renew(self, owner: str, lease_until: float) -> None:
@@ -179,13 +179,14 @@ class SQLiteStore:
                 (retry_at, owner, workflow_id),
             )
 
-    def release(self, owner: str, workflow_id: str | None = None) -> None:
+    def release(self, owner: str, workflow_id: str | None = None,
+                now: float | None = None) -> None:
         with self._writing() as conn:
             if workflow_id is None:
                 conn.execute(
                     "UPDATE workflows SET owner = NULL, wake_at = COALESCE(wake_at, ?) "
                     "WHERE owner = ?",
-                    (time.time(), owner),
+                    (time.time() if now is None else now, owner),
                 )
             else:
                 conn.execute(
@@ -286,9 +287,10 @@ class SQLiteStore:
         publish: tuple[str, str, Any] | None = None,
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
+        now: float | None = None,
     ) -> str | None:
         request = Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
-                          wake)
+                          wake, now)
         self._submit(request)
         return request.control
 
@@ -405,8 +407,9 @@ class SQLiteStore:
         )
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
-    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
-        now = time.time()
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any,
+                    now: float | None = None) -> None:
+        now = time.time() if now is None else now
         with self._writing() as conn:
             conn.execute(
                 "INSERT INTO signals (workflow_id, name, encoding, payload, sent) "
