@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,7 @@ from durable.errors import (
     WorkflowNotFound,
 )
 from durable.runtime import run as running
+from durable.runtime.context import fields
 from durable.runtime.host import register_host, unregister_host
 from durable.runtime.registry import Workflow, WorkflowOptions, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+log = logging.getLogger("durable")
 
 
 class Engine:
@@ -188,7 +193,11 @@ class Engine:
                 self._executor.unreserve()
             if existing.name != workflow.name:
                 raise WorkflowConflict(workflow_id, existing.name, workflow.name)
-        elif claimed:
+            return WorkflowHandle(self, workflow_id)
+        if log.isEnabledFor(logging.INFO):
+            log.info("workflow %r (%s) started", workflow_id, workflow.name,
+                     extra=fields(row, 0, "started"))
+        if claimed:
             self._executor.run_reserved(row)
         else:
             self._executor.wake()

@@ -11,7 +11,15 @@ from typing_extensions import TypeVar
 from durable import serialization as ser
 from durable.errors import WorkflowCancelled, WorkflowFailed, WorkflowFinished
 from durable.replay import CallSite, Recorded
-from durable.runtime.context import ReplayEnd, TimedOut, WorkflowContext, require
+from durable.runtime.context import (
+    INFO,
+    ReplayEnd,
+    TimedOut,
+    WorkflowContext,
+    fields,
+    log,
+    require,
+)
 from durable.runtime.rows import new_row, started_event
 
 if TYPE_CHECKING:
@@ -142,6 +150,10 @@ def _start(ctx: WorkflowContext, wf: Workflow[..., R], args: tuple[Any, ...],
                           json.dumps({"workflow_id": new_id, "detached": detached}))
         ctx.append(event)
         host.wake()
+        if log.isEnabledFor(INFO):
+            log.info("workflow %r (%s) started as call #%d of %r", new_id, wf.name, site.call,
+                     ctx.workflow_id, extra={**fields(row, 0, "started"),
+                                            "parent_id": ctx.workflow_id})
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
                              site.args, event.encoding, event.payload, host.time())]
     return ChildHandle(ctx, site, new_id, wf, recorded, detached)

@@ -35,6 +35,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable")
 
+INFO, DEBUG = logging.INFO, logging.DEBUG
+
+
+def fields(row: WorkflowRow, call: int, event: str, **more: Any) -> dict[str, Any]:
+    """The ``extra`` of a log line about a workflow: its id, name and call number, what
+    happened (``event``), and more fields, for structured handlers (``--log-format json``)."""
+    return {"workflow_id": row.workflow_id, "workflow_name": row.name, "call": call,
+            "event": event, **more}
+
+
 current_context: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
 
@@ -263,6 +273,11 @@ class WorkflowContext:
             "wait_signal": recheck[1] if recheck and recheck[0] == "signal" else None,
         }, recheck=recheck)
         self.host.notify()
+        if log.isEnabledFor(INFO):
+            log.info("workflow %r (%s) suspended at call #%d (%s): waiting for %s",
+                     self.workflow_id, self.row.name, self.call, status, waiting,
+                     extra=fields(self.row, self.call, "suspended", status=status,
+                                  waiting=waiting, wake_at=wake_at))
         return Suspend()
 
     def encode(self, site: CallSite, what: str, value: Any, annotation: Any) -> tuple[str, Any]:

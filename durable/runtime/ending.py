@@ -11,7 +11,14 @@ from durable import serialization as ser
 from durable.errors import SerializationError, Unwind, WorkflowTimeout
 from durable.replay import Recorded
 from durable.runtime.children import cancel_children
-from durable.runtime.context import COMPENSATING, ReplayEnd, Suspend, WorkflowContext
+from durable.runtime.context import (
+    COMPENSATING,
+    INFO,
+    ReplayEnd,
+    Suspend,
+    WorkflowContext,
+    fields,
+)
 from durable.runtime.registry import find_workflow
 from durable.runtime.steps import run_recorded_step
 from durable.status import Status
@@ -61,6 +68,21 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
         "waiting": None, "control": None, "output_encoding": encoding, "output": payload,
         "error": None,
     }, wake=row.parent_id, now=ctx.host.time())
+    if log.isEnabledFor(INFO):
+        _log_end(ctx, status, outcome)
+
+
+def _log_end(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
+    row = ctx.row
+    duration = ctx.host.time() - row.created
+    extra = fields(row, ctx.call, status.value.lower(), status=status.value, duration=duration)
+    if status is Status.FAILURE:
+        extra["error"] = f"{type(outcome).__name__}: {outcome}"
+        log.warning("workflow %r (%s) failed after %.3f s at call #%d: %s", row.workflow_id,
+                    row.name, duration, ctx.call, extra["error"], extra=extra)
+    else:
+        log.info("workflow %r (%s) finished %s in %.3f s (%d calls)", row.workflow_id,
+                 row.name, status.value, duration, ctx.call, extra=extra)
 
 
 def _mark_compensating(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
