@@ -19,6 +19,7 @@ from durable.engine.handle import WorkflowHandle
 from durable.engine.threads import DaemonPool
 from durable.engine.worker import Executor, owner_id
 from durable.errors import (
+    VALUE_FIX,
     EngineClosed,
     InvalidArgument,
     NonDeterminismError,
@@ -302,7 +303,7 @@ class Engine:
             encoding, data = ser.encode(payload)
         except ser.Unserializable as error:
             raise SerializationError(workflow_id, 0, f"signal {name!r}", error.type_name,
-                                     error.reason) from error
+                                     error.reason, VALUE_FIX) from error
         self.store.send_signal(workflow_id, name, encoding, data, now=self.time())
         self._executor.wake()
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec
 
 from durable import serialization as ser
-from durable.errors import InvalidArgument, Unwind
+from durable.errors import VALUE_FIX, InvalidArgument, Unwind
 from durable.runtime.context import (
     ReplayEnd,
     TimedOut,
@@ -143,7 +143,7 @@ def set_event(key: str, value: Any) -> None:
     site, recorded = ctx.begin("event", key, (), {})
     if recorded is not None:
         return
-    encoding, payload = ctx.encode(site, f"event {key!r}", value, None)
+    encoding, payload = ctx.encode(site, f"event {key!r}", value, None, VALUE_FIX)
     ctx.append(ctx.event(site, "event.set", encoding, payload), publish=(key, encoding, payload))
 
 
@@ -212,7 +212,7 @@ class _State(MutableMapping[str, Any]):
         ctx = self._ctx()
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
-            encoding, payload = ctx.encode(site, f"state[{key!r}]", value, None)
+            encoding, payload = ctx.encode(site, f"state[{key!r}]", value, None, VALUE_FIX)
             ctx.append(ctx.event(site, "state.set", encoding, payload))
         else:
             last = recorded[-1]

@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
-from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError, Unwind
+from durable.errors import (
+    RETURN_FIX,
+    NonDeterminismError,
+    NotInWorkflow,
+    SerializationError,
+    Unwind,
+)
 from durable.replay import FAMILY, CallSite, History, Recorded, describe_change, new_site
 from durable.store import NewEvent
 
@@ -280,12 +286,15 @@ class WorkflowContext:
                                   waiting=waiting, wake_at=wake_at))
         return Suspend()
 
-    def encode(self, site: CallSite, what: str, value: Any, annotation: Any) -> tuple[str, Any]:
+    def encode(self, site: CallSite, what: str, value: Any, annotation: Any,
+               fix: str = RETURN_FIX) -> tuple[str, Any]:
+        """``value`` encoded for the log; :class:`SerializationError` naming ``what`` (and
+        the type) with ``fix``, what to do, if it cannot be."""
         try:
             encoding, payload = ser.encode(value, annotation)
         except ser.Unserializable as error:
             raise SerializationError(
-                self.workflow_id, site.call, what, error.type_name, error.reason
+                self.workflow_id, site.call, what, error.type_name, error.reason, fix
             ) from error
         if len(payload) > ser.LARGE_PAYLOAD:
             _warn_large(self.workflow_id, site, len(payload))
