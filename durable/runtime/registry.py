@@ -230,7 +230,13 @@ class MainModuleName(UserWarning):
     (``__main__.f``) that a worker importing the script as a module will not find."""
 
 
+_warned_main: list[bool] = []  # once per process: the advice covers every function
+
+
 def _warn_main(kind: str, name: str, fn: Callable[..., Any]) -> None:
+    if _warned_main:
+        return
+    _warned_main.append(True)
     main = sys.modules.get("__main__")
     script = getattr(main, "__file__", None) or "your script"
     stem = script.rsplit("/", 1)[-1].removesuffix(".py")
@@ -238,9 +244,9 @@ def _warn_main(kind: str, name: str, fn: Callable[..., Any]) -> None:
         f"{kind} {fn.__qualname__} is defined in {script}, run as __main__, so it is "
         f"recorded as {name!r}: a worker running `durable worker {script}` imports that "
         f"file as module {stem!r} and knows it as {stem}.{fn.__qualname__}, so it cannot "
-        f"recover the workflows this process starts. Give it a stable name: "
-        f"@durable.{kind}(name=\"{stem}.{fn.__qualname__}\"), or define it in a module "
-        "that the script imports.",
+        f"recover the workflows this process starts. Give your workflows and steps stable "
+        f"names, such as @durable.{kind}(name=\"{stem}.{fn.__qualname__}\"), or define "
+        "them in a module that the script imports. (Said once per process.)",
         MainModuleName, stacklevel=4,
     )
 

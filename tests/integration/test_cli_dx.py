@@ -165,7 +165,7 @@ def test_a_script_run_as_main_is_warned_and_its_worker_says_what_to_do(tmp_path:
                          text=True, timeout=60, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert "MainModuleName" in ran.stderr
-    assert "@durable.workflow(name=\"greeter.greet\")" in ran.stderr
+    assert "@durable.step(name=\"greeter.hello\")" in ran.stderr  # the first one defined
     log = tmp_path / "worker.log"
     with log.open("w") as out:
         worker = subprocess.Popen(
