@@ -159,3 +159,17 @@ def _wait(condition: object, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return False
+
+
+def test_store_writes_take_the_engine_clock() -> None:
+    with TestEngine() as engine:
+        engine.advance(timedelta(days=1))
+        handle = engine.start(approval.options(workflow_id="clock-1"), "A-2")
+        assert _wait(lambda: handle.status() == durable.Status.WAITING)
+        handle.signal("approved", True)
+        assert handle.result(timeout=5) == "A-2 approved"
+        row = engine.row("clock-1")
+        history = handle.history()
+    tomorrow = time.time() + 86_000
+    assert row.created > tomorrow and row.updated > tomorrow
+    assert all(event.created.timestamp() > tomorrow for event in history)
