@@ -237,16 +237,22 @@ def _warn_main(kind: str, name: str, fn: Callable[..., Any]) -> None:
     if _warned_main:
         return
     _warned_main.append(True)
-    main = sys.modules.get("__main__")
-    script = getattr(main, "__file__", None) or "your script"
-    stem = script.rsplit("/", 1)[-1].removesuffix(".py")
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script is None:  # an interactive session, a notebook, python -c
+        where = (f"{kind} {fn.__qualname__} is defined interactively (module __main__), so "
+                 f"it is recorded as {name!r}: no worker in another process can import it")
+        stem = "myapp"
+    else:
+        stem = script.rsplit("/", 1)[-1].removesuffix(".py")
+        where = (f"{kind} {fn.__qualname__} is defined in {script}, run as __main__, so it "
+                 f"is recorded as {name!r}: a worker running `durable worker {script}` "
+                 f"imports that file as module {stem!r} and knows it as "
+                 f"{stem}.{fn.__qualname__}")
     warnings.warn(
-        f"{kind} {fn.__qualname__} is defined in {script}, run as __main__, so it is "
-        f"recorded as {name!r}: a worker running `durable worker {script}` imports that "
-        f"file as module {stem!r} and knows it as {stem}.{fn.__qualname__}, so it cannot "
-        f"recover the workflows this process starts. Give your workflows and steps stable "
-        f"names, such as @durable.{kind}(name=\"{stem}.{fn.__qualname__}\"), or define "
-        "them in a module that the script imports. (Said once per process.)",
+        f"{where}, so it cannot recover the workflows this process starts. Give your "
+        f"workflows and steps stable names, such as @durable.{kind}(name="
+        f"\"{stem}.{fn.__qualname__}\"), or define them in a module that the script "
+        "imports. (Said once per process.)",
         MainModuleName, stacklevel=4,
     )
 

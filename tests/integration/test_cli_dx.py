@@ -12,10 +12,12 @@ import textwrap
 from pathlib import Path
 
 import durable
+from durable.cli import import_modules
 from tests.conftest import wait_until
 
 APPS = Path(__file__).parent / "cliapps"
 APP = str(APPS / "dx_app.py")
+(dx_app,) = import_modules([APP])
 
 
 def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None,
@@ -87,25 +89,13 @@ def test_break_at_past_the_history_is_a_clean_error(tmp_path: Path) -> None:
 def test_hints_printed_by_commands_carry_the_db_given(tmp_path: Path) -> None:
     db = tmp_path / "other place.db"
     with durable.Engine(db, workers=0) as engine:
-        engine.start(dx_app().checkout.options(workflow_id="B-1"), "B-1")
+        engine.start(dx_app.checkout.options(workflow_id="B-1"), "B-1")
     paused = run_cli("pause", "B-1", "--db", str(db))
     assert f"`durable resume B-1 --db '{db}'`" in paused.stdout, paused.stdout
     missing = run_cli("show", "nope", "--db", str(db))
     assert f"`durable list --db '{db}'`" in missing.stderr, missing.stderr
     no_db = run_cli("pause", "B-1", env={"DURABLE_DB": str(db)})  # from the environment
     assert "`durable resume B-1`" in no_db.stdout, no_db.stdout
-
-
-def import_app() -> None:
-    if str(APPS) not in sys.path:
-        sys.path.insert(0, str(APPS))
-
-
-def dx_app():  # type: ignore[no-untyped-def]
-    import_app()
-    import dx_app as module
-
-    return module
 
 
 def test_worker_json_logs_carry_the_workflow_fields(tmp_path: Path) -> None:
@@ -119,7 +109,7 @@ def test_worker_json_logs_carry_the_workflow_fields(tmp_path: Path) -> None:
     try:
         wait_until(lambda: "durable worker (pid" in log.read_text(), what="the worker")
         with durable.Engine(db, workers=0) as engine:
-            handle = engine.start(dx_app().napping.options(workflow_id="N-1"), "N-1")
+            handle = engine.start(dx_app.napping.options(workflow_id="N-1"), "N-1")
             assert handle.result(timeout=30) == "receipt-N-1-5"
         wait_until(lambda: '"finished"' in log.read_text() or '"success"' in log.read_text(),
                    what="the finish line")
