@@ -30,7 +30,7 @@ from durable.errors import (
     WorkflowNotFound,
 )
 from durable.runtime import run as running
-from durable.runtime.context import fields
+from durable.runtime.context import log_fields
 from durable.runtime.host import register_host, unregister_host
 from durable.runtime.registry import Workflow, WorkflowOptions, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
@@ -197,7 +197,7 @@ class Engine:
             return WorkflowHandle(self, workflow_id)
         if log.isEnabledFor(logging.INFO):
             log.info("workflow %r (%s) started", workflow_id, workflow.name,
-                     extra=fields(row, 0, "started"))
+                     extra=log_fields(row, 0, "started"))
         if claimed:
             self._executor.run_reserved(row)
         else:

@@ -16,8 +16,8 @@ from durable.runtime.context import (
     ReplayEnd,
     TimedOut,
     WorkflowContext,
-    fields,
     log,
+    log_fields,
     require,
 )
 from durable.runtime.rows import new_row, started_event
@@ -152,7 +152,7 @@ def _start(ctx: WorkflowContext, wf: Workflow[..., R], args: tuple[Any, ...],
         host.wake()
         if log.isEnabledFor(INFO):
             log.info("workflow %r (%s) started as call #%d of %r", new_id, wf.name, site.call,
-                     ctx.workflow_id, extra={**fields(row, 0, "started"),
+                     ctx.workflow_id, extra={**log_fields(row, 0, "started"),
                                             "parent_id": ctx.workflow_id})
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
                              site.args, event.encoding, event.payload, host.time())]

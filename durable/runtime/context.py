@@ -44,7 +44,7 @@ log = logging.getLogger("durable")
 INFO, DEBUG = logging.INFO, logging.DEBUG
 
 
-def fields(row: WorkflowRow, call: int, event: str, **more: Any) -> dict[str, Any]:
+def log_fields(row: WorkflowRow, call: int, event: str, **more: Any) -> dict[str, Any]:
     """The ``extra`` of a log line about a workflow: its id, name and call number, what
     happened (``event``), and more fields, for structured handlers (``--log-format json``)."""
     return {"workflow_id": row.workflow_id, "workflow_name": row.name, "call": call,
@@ -282,7 +282,7 @@ class WorkflowContext:
         if log.isEnabledFor(INFO):
             log.info("workflow %r (%s) suspended at call #%d (%s): waiting for %s",
                      self.workflow_id, self.row.name, self.call, status, waiting,
-                     extra=fields(self.row, self.call, "suspended", status=status,
+                     extra=log_fields(self.row, self.call, "suspended", status=status,
                                   waiting=waiting, wake_at=wake_at))
         return Suspend()
 

@@ -17,7 +17,7 @@ from durable.runtime.context import (
     ReplayEnd,
     Suspend,
     WorkflowContext,
-    fields,
+    log_fields,
 )
 from durable.runtime.registry import find_workflow
 from durable.runtime.steps import run_recorded_step
@@ -75,7 +75,7 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
 def _log_end(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
     row = ctx.row
     duration = ctx.host.time() - row.created
-    extra = fields(row, ctx.call, status.value.lower(), status=status.value, duration=duration)
+    extra = log_fields(row, ctx.call, status.value.lower(), status=status.value, duration=duration)
     if status is Status.FAILURE:
         extra["error"] = f"{type(outcome).__name__}: {outcome}"
         log.warning("workflow %r (%s) failed after %.3f s at call #%d: %s", row.workflow_id,

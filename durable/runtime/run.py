@@ -26,7 +26,7 @@ from durable.runtime.context import (
     TimedOut,
     WorkflowContext,
     current_context,
-    fields,
+    log_fields,
 )
 from durable.runtime.ending import finish, replay_compensations
 from durable.runtime.host import Host
@@ -66,7 +66,7 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
     ctx = WorkflowContext(host, row, history)
     if len(history) > 1 and log.isEnabledFor(INFO):
         log.info("workflow %r (%s) resumed: replaying %d recorded events", row.workflow_id,
-                 row.name, len(history), extra=fields(row, 0, "resumed", events=len(history)))
+                 row.name, len(history), extra=log_fields(row, 0, "resumed", events=len(history)))
     if row.recoveries > host.max_recoveries:
         finish(ctx, Status.FAILURE, RecoveryLimitExceeded(row.workflow_id, row.recoveries))
         return None
@@ -100,7 +100,7 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
     finally:
         current_context.reset(token)
     if ctx.diverged is not None:
-        log.error("%s", ctx.diverged, extra=fields(row, ctx.diverged.call, "diverged"))
+        log.error("%s", ctx.diverged, extra=log_fields(row, ctx.diverged.call, "diverged"))
         _set_aside(host, row, ctx.diverged, "code that replays its history")
         return None
     finish(ctx, Status.SUCCESS, value)

@@ -18,7 +18,7 @@ from durable.runtime.context import (
     WorkflowContext,
     beside,
     current_step_key,
-    fields,
+    log_fields,
 )
 from durable.store import NewEvent
 
@@ -83,7 +83,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
                 if began:
                     log.debug("workflow %r (%s) call #%d: step %s failed (attempt %d): %r",
                               ctx.workflow_id, ctx.row.name, site.call, step.name, attempt,
-                              error, extra=fields(ctx.row, site.call, "step.failed",
+                              error, extra=log_fields(ctx.row, site.call, "step.failed",
                                                   step=step.name, attempt=attempt))
                 raise
             delay = step.retry.delay(attempt)
@@ -95,7 +95,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
                 log.info("workflow %r (%s) call #%d: step %s failed (attempt %d of %d): %s; "
                          "retrying in %.3g s", ctx.workflow_id, ctx.row.name, site.call,
                          step.name, attempt, step.retry.max_attempts, info["error"], delay,
-                         extra=fields(ctx.row, site.call, "step.retry", step=step.name,
+                         extra=log_fields(ctx.row, site.call, "step.retry", step=step.name,
                                       attempt=attempt, delay=delay, error=info["error"]))
             if delay > INLINE_RETRY_DELAY:
                 raise wait_for_retry(ctx, retry_at, f"retry of {step.name} (attempt "
@@ -114,7 +114,7 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             log.debug("workflow %r (%s) call #%d: step %s completed in %.3f ms (attempt %d)",
                       ctx.workflow_id, ctx.row.name, site.call, step.name,
                       (time.perf_counter() - began) * 1000, attempt,
-                      extra=fields(ctx.row, site.call, "step.completed", step=step.name,
+                      extra=log_fields(ctx.row, site.call, "step.completed", step=step.name,
                                    attempt=attempt))
         return value
 
