@@ -169,3 +169,15 @@ def test_a_script_run_as_main_is_warned_and_its_worker_says_what_to_do(tmp_path:
     text = log.read_text()
     assert "'__main__.greet'" in text and "module 'greeter'" in text
     assert '@durable.workflow(name="__main__.greet")' in text
+
+
+def test_replay_break_at_works_on_an_exported_file_too(tmp_path: Path) -> None:
+    db, marker = tmp_path / "shop.db", tmp_path / "charged.txt"
+    _finished_checkout(db, marker)
+    run_json = tmp_path / "run.json"
+    run_json.write_text(run_cli("export", "A-1", "--db", str(db)).stdout)
+    done = run_cli("replay", "--from-file", str(run_json), "-m", APP, "--break-at", "2",
+                   stdin="p fee\nc\n", env={"DXAPP_MARKER": str(marker)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "'receipt-A-1-1'" in done.stdout  # call #2's recorded value, in the frame
+    assert marker.read_text().splitlines() == ["charged 4200", "charged 1"]
