@@ -173,3 +173,29 @@ def test_store_writes_take_the_engine_clock() -> None:
     tomorrow = time.time() + 86_000
     assert row.created > tomorrow and row.updated > tomorrow
     assert all(event.created.timestamp() > tomorrow for event in history)
+
+
+class Opaque:
+    """Not JSON: recorded with cloudpickle, exported as base64."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+@durable.step(name="kit.opaque")
+def opaque(value: int) -> Opaque:
+    return Opaque(value)
+
+
+@durable.workflow(name="kit.binary")
+def binary(value: int) -> int:
+    return opaque(value).value + 1
+
+
+def test_a_history_with_binary_payloads_round_trips_through_json() -> None:
+    with TestEngine() as engine:
+        assert engine.run(binary.options(workflow_id="bin-1"), 41) == 42
+        text = engine.export("bin-1")
+    events = json.loads(text)["events"]
+    assert any(isinstance(e["payload"], dict) and "base64" in e["payload"] for e in events)
+    assert replay(text, binary) == 42
