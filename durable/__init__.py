@@ -29,7 +29,15 @@ from durable.runtime.calls import (
 from durable.runtime.children import ChildHandle, start_child
 from durable.runtime.context import now, step_key
 from durable.runtime.parallel import DurableFuture, gather, submit
-from durable.runtime.registry import RetryPolicy, Step, Workflow, step, workflow
+from durable.runtime.registry import (
+    MainModuleName,
+    RetryPolicy,
+    Step,
+    Workflow,
+    WorkflowOptions,
+    step,
+    workflow,
+)
 from durable.status import Status
 
 __version__ = "0.1.0"
@@ -39,12 +47,14 @@ __all__ = [
     "DurableFuture",
     "Engine",
     "Event",
+    "MainModuleName",
     "RetryPolicy",
     "Status",
     "Step",
     "Workflow",
     "WorkflowHandle",
     "WorkflowInfo",
+    "WorkflowOptions",
     "compensate",
     "continue_as_new",
     "errors",

@@ -246,15 +246,32 @@ class RecoveryLimitExceeded(DurableError):
         )
 
 
+#: What to do about a value that cannot be recorded, unless the caller knows better.
+RETURN_FIX = ("Return JSON data, a pydantic model or dataclass with a matching annotation, "
+              "or a picklable object.")
+
+
+#: What to do about a published event, a state value or a signal payload.
+VALUE_FIX = ("Give JSON data, a pydantic model, a dataclass or a picklable object; for a "
+             "large or live object (a connection, a file), record a reference to it instead.")
+
+
+def argument_fix(type_name: str) -> str:
+    """What to do about an argument that cannot be recorded."""
+    short = type_name.rpartition(".")[2]
+    return (f"Pass what the {short} is made from instead (an id, a path, a dict, a dataclass: "
+            f"JSON data or a picklable object), and build the {short} inside a step.")
+
+
 class SerializationError(DurableError):
     """A value cannot be written to (or read back from) the event log."""
 
-    def __init__(self, workflow_id: str, call: int, what: str, type_name: str, reason: str) -> None:
+    def __init__(self, workflow_id: str, call: int, what: str, type_name: str, reason: str,
+                 fix: str = RETURN_FIX) -> None:
         self.workflow_id, self.call, self.what, self.type_name = workflow_id, call, what, type_name
         super().__init__(
             f"workflow {workflow_id!r}, call #{call} ({what}): a value of type {type_name} "
-            f"cannot be recorded: {reason}. Return JSON data, a pydantic model or dataclass "
-            "with a matching annotation, or a picklable object."
+            f"cannot be recorded: {reason}. {fix}"
         )
 
 
@@ -268,7 +285,9 @@ class PickleRefused(SerializationError):
             f"workflow {workflow_id!r}, call #{call} ({what}): a value of type {type_name} "
             "would be pickled, and unpickling runs code in the process that reads it. Send "
             "JSON data or a pydantic model or dataclass (it arrives as a dict), or pass "
-            "allow_pickle=True if the reading process may run what this sender pickles."
+            "allow_pickle=True if the reading process may run what this sender pickles. For a "
+            "large or live object (a connection, a lock, a file), record a reference to it "
+            "instead."
         )
 
 

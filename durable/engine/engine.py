@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
 from durable import serialization as ser
 from durable.engine import fork as forking
+from durable.engine import history
 from durable.engine.handle import WorkflowHandle
 from durable.engine.threads import DaemonPool
 from durable.engine.worker import Executor, owner_id
@@ -28,8 +31,9 @@ from durable.errors import (
 )
 from durable.runtime import run as running
 from durable.runtime.checks import check_text, encode_message
+from durable.runtime.context import log_fields
 from durable.runtime.host import register_host, unregister_host
-from durable.runtime.registry import Workflow, find_workflow
+from durable.runtime.registry import Workflow, WorkflowOptions, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
 from durable.status import Status
 from durable.store import Store, WorkflowRow
@@ -40,6 +44,13 @@ if TYPE_CHECKING:
     from durable.replay import CallSite
     from durable.runtime.context import WorkflowContext
     from durable.runtime.registry import Step
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+log = logging.getLogger("durable")
 
 
 class Engine:
@@ -109,14 +120,14 @@ class Engine:
 
     # -- life cycle -----------------------------------------------------------
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def open(self) -> Engine:
+    def open(self) -> Self:
         """Recover interrupted workflows and start the worker threads (once)."""
         if self._closed:
             raise EngineClosed(self.path)
@@ -148,19 +159,40 @@ class Engine:
 
     # -- starting -------------------------------------------------------------
 
-    def start(
-        self, wf: Workflow | str, *args: Any, workflow_id: str | None = None, **kwargs: Any
-    ) -> WorkflowHandle:
+    # PEP 612 allows no keyword parameter between ``*args: P.args`` and ``**kwargs:
+    # P.kwargs``, so ``workflow_id=`` cannot sit in the checked signature: the checked
+    # forms are ``start(wf, *args)`` and ``start(wf.options(workflow_id=...), *args)``;
+    # ``start(wf, *args, workflow_id=...)`` keeps working with its arguments unchecked.
+    @overload
+    def start(self, wf: Workflow[P, R] | WorkflowOptions[P, R], /, *args: P.args,
+              **kwargs: P.kwargs) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: Workflow[..., R], /, *args: Any, workflow_id: str | None,
+              **kwargs: Any) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: str, /, *args: Any, workflow_id: str | None = None,
+              **kwargs: Any) -> WorkflowHandle[Any]: ...
+    def start(self, wf: Workflow[..., Any] | WorkflowOptions[..., Any] | str, /, *args: Any,
+              **kwargs: Any) -> WorkflowHandle[Any]:
         """Start a workflow and return its handle at once.
 
         Starting an id that exists returns the existing workflow (idempotent start).
+        Give the id as ``wf.options(workflow_id=...)`` (a type checker then checks the
+        arguments) or as ``workflow_id=...``.
 
         Raises:
             WorkflowConflict: the id exists and runs another workflow.
             SerializationError: the arguments cannot be recorded.
         """
+        workflow_id = kwargs.pop("workflow_id", None)
+        if isinstance(wf, WorkflowOptions):
+            workflow_id = workflow_id or wf.workflow_id
+            wf = wf.workflow
+        return self._start(_resolve(wf), workflow_id, args, kwargs)
+
+    def _start(self, workflow: Workflow[..., Any], workflow_id: str | None,
+               args: tuple[Any, ...], kwargs: dict[str, Any]) -> WorkflowHandle[Any]:
         self._check_open()
-        workflow = _resolve(wf)
         if workflow_id is not None:
             check_text(workflow_id, f"start({workflow.name}, workflow_id=...)")
         workflow_id = workflow_id or str(uuid.uuid4())
@@ -182,18 +214,36 @@ class Engine:
                 self._executor.unreserve()
             if existing.name != workflow.name:
                 raise WorkflowConflict(workflow_id, existing.name, workflow.name)
-        elif claimed:
+            return WorkflowHandle(self, workflow_id)
+        if log.isEnabledFor(logging.INFO):
+            log.info("workflow %r (%s) started", workflow_id, workflow.name,
+                     extra=log_fields(row, 0, "started"))
+        if claimed:
             self._executor.run_reserved(row)
         else:
             self._executor.wake()
         return WorkflowHandle(self, workflow_id)
 
-    def run(self, wf: Workflow | str, *args: Any, workflow_id: str | None = None,
+    @overload
+    def run(self, wf: Workflow[P, R] | WorkflowOptions[P, R], /, *args: P.args,
+            **kwargs: P.kwargs) -> R: ...
+    @overload
+    def run(self, wf: Workflow[..., R], /, *args: Any, workflow_id: str | None,
+            **kwargs: Any) -> R: ...
+    @overload
+    def run(self, wf: str, /, *args: Any, workflow_id: str | None = None,
+            **kwargs: Any) -> Any: ...
+    def run(self, wf: Workflow[..., Any] | WorkflowOptions[..., Any] | str, /, *args: Any,
             **kwargs: Any) -> Any:
-        """Start a workflow and wait for its result."""
-        return self.start(wf, *args, workflow_id=workflow_id, **kwargs).result()
+        """Start a workflow and wait for its result (``start`` takes the same arguments)."""
+        return self.start(wf, *args, **kwargs).result()
 
-    def handle(self, workflow_id: str) -> WorkflowHandle:
+    def run_workflow(self, wf: Workflow[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """A workflow called directly: start it under a new id and wait for its result."""
+        return self._start(wf, None, args, kwargs).result()
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         """The handle of an existing workflow.
 
         Raises:
@@ -279,7 +329,7 @@ class Engine:
             raise WorkflowFinished(workflow_id, row.status, f"signal {name!r} to")
         encoding, data = encode_message(payload, allow_pickle, workflow_id, 0,
                                         f"signal {name!r}")
-        self.store.send_signal(workflow_id, name, encoding, data)
+        self.store.send_signal(workflow_id, name, encoding, data, now=self.time())
         self._executor.wake()
 
     def pause(self, workflow_id: str) -> None:
@@ -365,19 +415,39 @@ class Engine:
 
     # -- replay and fork --------------------------------------------------------
 
-    def replay(self, workflow_id: str) -> Any:
+    def replay(self, workflow_id: str, workflow: Workflow[..., Any] | None = None, *,
+               break_at: int | None = None) -> Any:
         """Run the current code against the recorded history without running any step.
 
         Returns the result the code returns on replay (None for a workflow that has
         not finished, once its recorded calls all match).
 
+        Args:
+            workflow: the function to replay (default: the one registered under the
+                recorded name).
+            break_at: stop in ``pdb`` in the workflow's code once call N has returned
+                its recorded value.
+
         Raises:
             NonDeterminismError: where the code and the history disagree.
             WorkflowFailed: the workflow failed, and replay reproduces the failure.
         """
-        return running.replay(self, self.row(workflow_id))
+        row = self.row(workflow_id)
+        if break_at is None:
+            return running.replay(self, row, workflow)
+        from durable.runtime.debug import breaking
 
-    def fork(self, workflow_id: str, at: int, *, new_id: str | None = None) -> WorkflowHandle:
+        calls = max((e.call for e in self.store.events(workflow_id, row.run)), default=0)
+        return running.replay(self, row, workflow, breaking(break_at, calls))
+
+    def export(self, workflow_id: str) -> str:
+        """The history of a workflow's current run as JSON text (see
+        :mod:`durable.engine.history` for the versioned format), for
+        ``durable.testing.replay`` and ``durable replay --from-file``."""
+        return json.dumps(history.export(self, workflow_id), indent=1, ensure_ascii=False)
+
+    def fork(self, workflow_id: str, at: int, *, new_id: str | None = None
+             ) -> WorkflowHandle[Any]:
         """A new workflow that keeps calls 1..``at`` of the history and runs the rest anew."""
         return WorkflowHandle(self, forking.fork(self, self.row(workflow_id), at, new_id))
 
@@ -386,6 +456,10 @@ class Engine:
     def time(self) -> float:
         """The engine's clock (seconds since the epoch)."""
         return time.time()
+
+    def idle(self) -> bool:
+        """No workflow runs on this engine's workers now."""
+        return self._executor.idle()
 
     def wake(self) -> None:
         """Wake the dispatcher: a workflow may have become runnable."""
@@ -399,6 +473,11 @@ class Engine:
             pool = self._steps
         return pool.submit(fn)
 
+    def renew_leases(self, lease_until: float) -> None:
+        """Extend the leases of the workflows this engine runs now (the heartbeat does this
+        every lease/3 seconds; a test engine does it before moving its clock)."""
+        self._executor.renew(lease_until)
+
     def before_new_call(self, ctx: WorkflowContext) -> None:
         self._executor.before_new_call(ctx)
 
@@ -407,7 +486,7 @@ class Engine:
         return self._executor.run_step(step, args, kwargs, key, ctx, site)
 
 
-def _resolve(wf: Workflow | str) -> Workflow:
+def _resolve(wf: Workflow[..., Any] | str) -> Workflow[..., Any]:
     if isinstance(wf, Workflow):
         return wf
     if isinstance(wf, str):

@@ -60,7 +60,8 @@ class Executor:
 
     def start(self) -> None:
         self.recover_dead_owners()
-        self.engine.store.retry_set_aside()  # new code may have been deployed: try again
+        # New code may have been deployed: try the workflows set aside again.
+        self.engine.store.retry_set_aside(self.engine.time())
         self._pool = DaemonPool(self.engine.workers, "durable-wf")
         for target, name in ((self._dispatch, "durable-dispatch"),
                              (self._heartbeat, "durable-heartbeat")):
@@ -80,6 +81,11 @@ class Executor:
                 return False
             self._busy += 1
             return True
+
+    def idle(self) -> bool:
+        """No workflow runs on this engine's workers now."""
+        with self._busy_lock:
+            return self._busy == 0
 
     def unreserve(self) -> None:
         with self._busy_lock:
@@ -103,7 +109,7 @@ class Executor:
             self._pool.shutdown()
         # Whatever still runs (a long step) is released: its late append will be fenced.
         if self._threads:
-            self.engine.store.release(self.engine.owner)
+            self.engine.store.release(self.engine.owner, now=self.engine.time())
 
     def recover_dead_owners(self) -> None:
         for owner in self.engine.store.owners():
@@ -121,7 +127,7 @@ class Executor:
                 free = engine.workers - self._busy
             claimed: list[WorkflowRow] = []
             if free > 0:
-                now = time.time()
+                now = engine.time()
                 try:
                     claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
                     failures = 0
@@ -144,12 +150,17 @@ class Executor:
         interval = min(engine.lease / 3, 1.0)
         while not engine.stopping.wait(interval):
             try:
-                with self._busy_lock:
-                    running = list(self._running)
-                engine.store.renew(engine.owner, time.time() + engine.lease, running)
+                self.renew(engine.time() + engine.lease)
                 self.recover_dead_owners()
             except Exception:
                 log.exception("renewing leases failed; retrying")
+
+    def renew(self, lease_until: float) -> None:
+        """Extend the leases of the workflows this engine is running now (only those: a
+        workflow it failed to release must be taken over when its lease ends)."""
+        with self._busy_lock:
+            running = list(self._running)
+        self.engine.store.renew(self.engine.owner, lease_until, running)
 
     # -- one workflow -------------------------------------------------------------
 
@@ -168,7 +179,7 @@ class Executor:
                           "%.0f s", row.workflow_id, ENGINE_ERROR_RETRY)
             try:  # as after a crash: retried, and counted against max_recoveries
                 self.engine.store.crashed(self.engine.owner, row.workflow_id,
-                                          time.time() + ENGINE_ERROR_RETRY)
+                                          self.engine.time() + ENGINE_ERROR_RETRY)
             except Exception:
                 log.exception("workflow %r: could not mark it for a retry; it resumes once "
                               "this engine stops", row.workflow_id)
@@ -198,7 +209,7 @@ class Executor:
     def before_new_call(self, ctx: WorkflowContext) -> None:
         """Checks made before any call that the log does not answer yet."""
         if self.engine.stopping.is_set():
-            raise ctx.suspend(status=Status.RUNNING.value, wake_at=time.time(),
+            raise ctx.suspend(status=Status.RUNNING.value, wake_at=self.engine.time(),
                               waiting="an engine (the last one shut down)")
         control = self._control(ctx)
         if control == "terminated":
@@ -210,7 +221,7 @@ class Executor:
             ctx.pause_requested = False
             raise ctx.suspend(status=Status.PAUSED.value, wake_at=None, waiting="resume")
         deadline = ctx.row.deadline
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and self.engine.time() >= deadline:
             raise TimedOut()
 
     def _control(self, ctx: WorkflowContext) -> str | None:

@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import json
 import random as _random
-import time as _time
 import uuid as _uuid
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 from durable import serialization as ser
-from durable.errors import InvalidArgument, Unwind
+from durable.errors import VALUE_FIX, InvalidArgument, Unwind
 from durable.runtime.checks import check_text, encode_message
 from durable.runtime.context import (
     ReplayEnd,
+    TimedOut,
     WorkflowContext,
     current_step_key,
     current_step_workflow,
+    host_time,
     record_value,
     require,
 )
@@ -29,8 +30,8 @@ from durable.runtime.registry import Step, seconds
 
 
 def time() -> float:
-    """Seconds since the epoch, recorded."""
-    return float(record_value("time", _time.time))
+    """Seconds since the epoch (the engine's clock), recorded."""
+    return float(record_value("time", host_time))
 
 
 def random() -> float:
@@ -71,12 +72,14 @@ def sleep(duration: float | timedelta) -> None:
             raise ReplayEnd(site)
         due = json.loads(last.payload)["due"]
     else:
-        due = _time.time() + delay
+        due = ctx.host.time() + delay
         if delay > 0:
             started = ctx.event(site, "sleep.started", ser.JSON, json.dumps({"due": due}))
             raise ctx.suspend(started, status="WAITING", wake_at=due, waiting=_until(due))
-    if _time.time() < due:
+    now = ctx.host.time()
+    if now < due:
         raise ctx.suspend(status="WAITING", wake_at=due, waiting=_until(due))
+    _check_deadline(ctx, now, due)
     ctx.append(ctx.event(site, "sleep.fired", ser.JSON, json.dumps({"due": due})))
 
 
@@ -84,6 +87,15 @@ def _check_name(ctx: WorkflowContext, what: str, name: Any) -> None:
     """A signal, event or state name is non-empty text: anything else cannot be
     recorded or matched (it would leave the workflow hanging)."""
     check_text(name, f"workflow {ctx.workflow_id!r} (after call #{ctx.call}): {what}")
+
+
+def _check_deadline(ctx: WorkflowContext, now: float, due: float) -> None:
+    """A timer found due after the workflow's own deadline (the engine was down, or a
+    test engine's clock jumped over both): the workflow times out first, as it would
+    have if woken in time."""
+    deadline = ctx.row.deadline
+    if deadline is not None and not ctx.cancelling and deadline < due and now >= deadline:
+        raise TimedOut()
 
 
 def _until(due: float) -> str:
@@ -102,7 +114,7 @@ def wait_for_signal(
     ctx = require("wait_for_signal")
     _check_name(ctx, "durable.wait_for_signal(name)", name)
     site, recorded = ctx.begin("signal", name, (), {})
-    deadline = None if limit is None else _time.time() + limit
+    deadline = None if limit is None else ctx.host.time() + limit
     waiting_recorded = False
     if recorded is not None:
         last = recorded[-1]
@@ -120,7 +132,9 @@ def wait_for_signal(
         ctx.append(ctx.event(site, "signal.received", encoding, payload),
                    consume_signal=signal_id)
         return ser.decode(encoding, payload)
-    if deadline is not None and _time.time() >= deadline:
+    now = ctx.host.time()
+    if deadline is not None and now >= deadline:
+        _check_deadline(ctx, now, deadline)
         ctx.append(ctx.event(site, "signal.timeout", ser.JSON, json.dumps(default)
                              if ser.is_plain_json(default) else None))
         return default
@@ -144,7 +158,7 @@ def set_event(key: str, value: Any, allow_pickle: bool = False) -> None:
     if recorded is not None:
         return
     if allow_pickle:
-        encoding, payload, _ = ctx.encode(site, f"event {key!r}", value, None)
+        encoding, payload, _ = ctx.encode(site, f"event {key!r}", value, None, VALUE_FIX)
     else:
         encoding, payload = encode_message(value, False, ctx.workflow_id, site.call,
                                            f"event {key!r}")
@@ -180,7 +194,10 @@ def patched(change_id: str) -> bool:
     return True
 
 
-def compensate(step: Step, *args: Any, **kwargs: Any) -> None:
+P = ParamSpec("P")
+
+
+def compensate(step: Step[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
     """Register ``step(*args, **kwargs)`` to run if the workflow fails or is cancelled.
 
     Registered compensations run in reverse order, each exactly once, as recorded steps.
@@ -224,7 +241,8 @@ class _State(MutableMapping[str, Any]):
         _check_name(ctx, "durable.state key", key)
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
-            encoding, payload, value = ctx.encode(site, f"state[{key!r}]", value, None)
+            encoding, payload, value = ctx.encode(site, f"state[{key!r}]", value, None,
+                                                  VALUE_FIX)
             ctx.append(ctx.event(site, "state.set", encoding, payload))
         else:
             last = recorded[-1]

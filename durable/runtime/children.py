@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
+
+from typing_extensions import TypeVar
 
 from durable import serialization as ser
 from durable.errors import ChildConflict, WorkflowCancelled, WorkflowFailed, WorkflowFinished
 from durable.replay import CallSite, Recorded
-from durable.runtime.context import ReplayEnd, TimedOut, WorkflowContext, require
+from durable.runtime.context import (
+    INFO,
+    ReplayEnd,
+    TimedOut,
+    WorkflowContext,
+    log,
+    log_fields,
+    require,
+)
 from durable.runtime.rows import new_row, started_event
 
 if TYPE_CHECKING:
     from durable.runtime.host import Host
     from durable.runtime.registry import Workflow
     from durable.store import WorkflowRow
+
+P = ParamSpec("P")
+#: The child's result type (``Any`` when not known).
+R = TypeVar("R", default=Any)
 
 #: A parent waiting on a detached child (which does not wake it when it ends) looks again
 #: after a tenth of the time it has waited so far, within these bounds (seconds).
@@ -32,18 +45,19 @@ def child_id(parent_id: str, run: int, call: int) -> str:
     return f"{parent_id}/call-{call}" if run == 1 else f"{parent_id}/run-{run}/call-{call}"
 
 
-class ChildHandle:
+class ChildHandle(Generic[R]):
     """A child workflow started with :func:`start_child`; ``result()`` waits durably."""
 
     def __init__(self, ctx: WorkflowContext, site: CallSite, workflow_id: str,
-                 workflow: Workflow, recorded: list[Recorded] | None, detached: bool) -> None:
+                 workflow: Workflow[..., R], recorded: list[Recorded] | None,
+                 detached: bool) -> None:
         self._ctx, self._site, self._recorded = ctx, site, list(recorded or [])
         self.workflow_id, self.workflow, self.detached = workflow_id, workflow, detached
 
     def __repr__(self) -> str:
         return f"<ChildHandle {self.workflow_id!r}>"
 
-    def result(self) -> Any:
+    def result(self) -> R:
         """The child's result; the parent is suspended (no thread held) until it ends.
 
         Raises:
@@ -58,7 +72,7 @@ class ChildHandle:
         if ctx.replaying:
             raise ReplayEnd(site)
         deadline = ctx.row.deadline
-        if deadline is not None and not ctx.cancelling and time.time() >= deadline:
+        if deadline is not None and not ctx.cancelling and ctx.host.time() >= deadline:
             # Its children share its deadline: the parent fails with its own timeout,
             # not with the timeout of the child it waited for.
             raise TimedOut()
@@ -75,17 +89,19 @@ class ChildHandle:
         wake_at = None
         if self.detached:
             # A detached child has no parent link, so its end wakes nobody: look again.
-            started = self._recorded[0].created if self._recorded else time.time()
+            now = ctx.host.time()
+            started = self._recorded[0].created if self._recorded else now
             low, high = DETACHED_POLL
-            wake_at = time.time() + min(high, max(low, (time.time() - started) / 10))
+            wake_at = now + min(high, max(low, (now - started) / 10))
         raise ctx.suspend(status="WAITING", wake_at=wake_at, waiting=f"child {self.workflow_id}",
                           recheck=("child", self.workflow_id))
 
 
-def _outcome(workflow_id: str, workflow: Workflow, kind: str, encoding: str,
-             payload: Any) -> Any:
+def _outcome(workflow_id: str, workflow: Workflow[..., R], kind: str, encoding: str,
+             payload: Any) -> R:
     if kind == "child.completed":
-        return ser.decode(encoding, payload, workflow.returns)
+        value: R = ser.decode(encoding, payload, workflow.returns)
+        return value
     error = ser.decode_error(payload)
     if isinstance(error, WorkflowCancelled):
         raise error
@@ -93,7 +109,14 @@ def _outcome(workflow_id: str, workflow: Workflow, kind: str, encoding: str,
         from error
 
 
-def start_child(wf: Workflow, *args: Any, detached: bool = False, **kwargs: Any) -> ChildHandle:
+# PEP 612 allows no ``detached=`` between ``*args: P.args`` and ``**kwargs: P.kwargs``:
+# the checked form has no ``detached``; with ``detached=`` the arguments are unchecked.
+@overload
+def start_child(wf: Workflow[P, R], /, *args: P.args, **kwargs: P.kwargs) -> ChildHandle[R]: ...
+@overload
+def start_child(wf: Workflow[..., R], /, *args: Any, detached: bool,
+                **kwargs: Any) -> ChildHandle[R]: ...
+def start_child(wf: Workflow[..., Any], /, *args: Any, **kwargs: Any) -> ChildHandle[Any]:
     """Start a child workflow (id ``parent-id/call-N``) and return a handle to wait on.
 
     A child inherits its parent's deadline and is cancelled when the parent fails or is
@@ -104,11 +127,12 @@ def start_child(wf: Workflow, *args: Any, detached: bool = False, **kwargs: Any)
         >>> handles = [durable.start_child(resize, image) for image in images]
         >>> sizes = [h.result() for h in handles]
     """
+    detached = bool(kwargs.pop("detached", False))
     return _start(require("start_child"), wf, args, kwargs, detached)
 
 
-def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any],
-           detached: bool) -> ChildHandle:
+def _start(ctx: WorkflowContext, wf: Workflow[..., R], args: tuple[Any, ...],
+           kwargs: dict[str, Any], detached: bool) -> ChildHandle[R]:
     site, recorded = ctx.begin("child", wf.name, args, kwargs)
     new_id = child_id(ctx.workflow_id, ctx.row.run, site.call)
     if recorded is None:
@@ -130,8 +154,12 @@ def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: di
                           json.dumps({"workflow_id": new_id, "detached": detached}))
         ctx.append(event)
         host.wake()
+        if log.isEnabledFor(INFO):
+            log.info("workflow %r (%s) started as call #%d of %r", new_id, wf.name, site.call,
+                     ctx.workflow_id, extra={**log_fields(row, 0, "started"),
+                                            "parent_id": ctx.workflow_id})
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
-                             site.args, event.encoding, event.payload, time.time())]
+                             site.args, event.encoding, event.payload, host.time())]
     return ChildHandle(ctx, site, new_id, wf, recorded, detached)
 
 
@@ -153,7 +181,7 @@ def _check_same_child(ctx: WorkflowContext, call: int, existing: WorkflowRow,
     raise ChildConflict(existing.workflow_id, ctx.workflow_id, call, difference)
 
 
-def run_child(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...],
+def run_child(ctx: WorkflowContext, wf: Workflow[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
     """A workflow called inside a workflow: start it as a child and wait for it."""
     return _start(ctx, wf, args, kwargs, detached=False).result()

@@ -21,12 +21,14 @@ from durable.errors import (
 from durable.replay import History
 from durable.runtime.calls import ContinueAsNew
 from durable.runtime.context import (
+    INFO,
     Cancelled,
     ReplayEnd,
     Suspend,
     TimedOut,
     WorkflowContext,
     current_context,
+    log_fields,
 )
 from durable.runtime.ending import finish, replay_compensations
 from durable.runtime.host import Host
@@ -41,7 +43,7 @@ log = logging.getLogger("durable")
 DIVERGED_RETRY_S = 60.0
 
 
-def _invoke(workflow: Workflow, row: WorkflowRow) -> Any:
+def _invoke(workflow: Workflow[..., Any], row: WorkflowRow) -> Any:
     args, kwargs = decode_input(row)
     if workflow.is_async:
         return asyncio.run(workflow.fn(*args, **kwargs))
@@ -64,6 +66,9 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
         return None
     history = History(host.store.events(row.workflow_id, row.run))
     ctx = WorkflowContext(host, row, history)
+    if len(history) > 1 and log.isEnabledFor(INFO):
+        log.info("workflow %r (%s) resumed: replaying %d recorded events", row.workflow_id,
+                 row.name, len(history), extra=log_fields(row, 0, "resumed", events=len(history)))
     limit = host.max_recoveries if workflow.max_recoveries is None else workflow.max_recoveries
     if row.recoveries > limit:
         finish(ctx, Status.FAILURE, RecoveryLimitExceeded(row.workflow_id, row.recoveries))
@@ -101,14 +106,14 @@ def _execute_run(host: Host, row: WorkflowRow) -> WorkflowRow | None:
     finally:
         current_context.reset(token)
     if ctx.diverged is not None:
-        log.error("%s", ctx.diverged)
+        log.error("%s", ctx.diverged, extra=log_fields(row, ctx.diverged.call, "diverged"))
         _set_aside(host, row, ctx.diverged, Status.DIVERGED, "code that replays its history")
         return None
     finish(ctx, Status.SUCCESS, value)
     return None
 
 
-def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow,
+def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow[..., Any],
                      new: ContinueAsNew) -> WorkflowRow | None:
     """Close this run and run the same id again at once, with a fresh log."""
     row = ctx.row
@@ -119,7 +124,7 @@ def _continue_as_new(host: Host, ctx: WorkflowContext, workflow: Workflow,
                        *ser.digest_text(new.args_, new.kwargs), encoding, payload, run=run)
     host.store.append(row.workflow_id, host.owner, [closing, started], update={
         "run": run, "input_encoding": encoding, "input": payload, "recoveries": 0,
-    })
+    }, now=host.time())
     return host.store.workflow(row.workflow_id)
 
 
@@ -130,14 +135,14 @@ def _set_aside(host: Host, row: WorkflowRow, error: Exception, status: Status,
     control = host.store.append(row.workflow_id, host.owner, [], update={
         "status": status.value, "owner": None, "error": ser.encode_error(error),
         "waiting": waiting, "wake_at": host.time() + DIVERGED_RETRY_S,
-    })
+    }, now=host.time())
     if control != "cancel":
         return
     # A pending cancel refused the set-aside (we still own it). Unknown here: another
     # worker may know its code; let it go until then, the cancel still pending.
     if status is not Status.DIVERGED:
         host.store.crashed(host.owner, row.workflow_id, host.time() + DIVERGED_RETRY_S)
-        host.store.release(host.owner, row.workflow_id)  # (crashed() set when to retry)
+        host.store.release(host.owner, row.workflow_id, now=host.time())
     else:
         # Cancelling needs a replay (for its compensations) that this code cannot make:
         # end it CANCELLED now rather than hold it forever.
@@ -147,13 +152,18 @@ def _set_aside(host: Host, row: WorkflowRow, error: Exception, status: Status,
                              None)
 
 
-def replay(host: Host, row: WorkflowRow) -> Any:
-    """Replay a workflow's history against the current code, running no step."""
-    workflow = find_workflow(row.name)
+def replay(host: Host, row: WorkflowRow, workflow: Workflow[..., Any] | None = None,
+           context: type[WorkflowContext] = WorkflowContext) -> Any:
+    """Replay a workflow's history against the current code, running no step.
+
+    ``workflow`` is the function to replay (default: the one registered under the
+    recorded name); ``context`` the replay context's class (a debugger's, say).
+    """
+    workflow = workflow or find_workflow(row.name)
     if workflow is None:
         raise UnknownWorkflow(row.workflow_id, row.name)
-    ctx = WorkflowContext(host, row, History(host.store.events(row.workflow_id, row.run)),
-                          replaying=True)
+    ctx = context(host, row, History(host.store.events(row.workflow_id, row.run)),
+                  replaying=True)
     token = current_context.set(ctx)
     try:
         value = _invoke(workflow, row)

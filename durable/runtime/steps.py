@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,15 @@ from durable.runtime.context import (
     beside,
     current_step_key,
     current_step_workflow,
+    log_fields,
 )
 from durable.store import NewEvent
 
 if TYPE_CHECKING:
     from durable.runtime.registry import Step
+
+log = logging.getLogger("durable")
+_DEBUG, _INFO = logging.DEBUG, logging.INFO
 
 #: Retry delays up to this long are waited in the workflow's thread; longer ones suspend.
 INLINE_RETRY_DELAY = 1.0
@@ -63,11 +68,12 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
         if ctx.replaying:
             raise ReplayEnd(site)
         attempt = retry["attempt"] + 1
-        if retry["retry_at"] > time.time():
+        if retry["retry_at"] > ctx.host.time():
             raise wait_for_retry(ctx, retry["retry_at"],
                                   f"retry of {step.name} (attempt {attempt})")
     key = step_key_of(ctx.workflow_id, ctx.row.run, site.call)
     while True:
+        began = time.perf_counter() if log.isEnabledFor(_DEBUG) else 0.0
         try:
             value = ctx.host.run_step(step, args, kwargs, key, ctx, site)
         except Unwind:
@@ -75,12 +81,23 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
         except BaseException as error:  # sys.exit() in a step, too: a failure, not a hang
             if not step.retry.retries(error, attempt):
                 ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
+                if began:
+                    log.debug("workflow %r (%s) call #%d: step %s failed (attempt %d): %r",
+                              ctx.workflow_id, ctx.row.name, site.call, step.name, attempt,
+                              error, extra=log_fields(ctx.row, site.call, "step.failed",
+                                                  step=step.name, attempt=attempt))
                 raise
             delay = step.retry.delay(attempt)
-            retry_at = time.time() + delay
+            retry_at = ctx.host.time() + delay
             info = {"attempt": attempt, "retry_at": retry_at, "error": f"{type(error).__name__}: "
                     f"{error}"}
             event = ctx.event(site, "step.retry", ser.JSON, json.dumps(info))
+            if log.isEnabledFor(_INFO):
+                log.info("workflow %r (%s) call #%d: step %s failed (attempt %d of %d): %s; "
+                         "retrying in %.3g s", ctx.workflow_id, ctx.row.name, site.call,
+                         step.name, attempt, step.retry.max_attempts, info["error"], delay,
+                         extra=log_fields(ctx.row, site.call, "step.retry", step=step.name,
+                                      attempt=attempt, delay=delay, error=info["error"]))
             if delay > INLINE_RETRY_DELAY:
                 raise wait_for_retry(ctx, retry_at, f"retry of {step.name} (attempt "
                                       f"{attempt + 1})", event) from None
@@ -95,6 +112,12 @@ def run_step(ctx: WorkflowContext, step: Step, site: CallSite, recorded: list[Re
             ctx.append_outcome(site, "step.failed", ser.ERROR, ser.encode_error(error))
             raise
         ctx.append_outcome(site, "step.completed", encoding, payload)
+        if began:
+            log.debug("workflow %r (%s) call #%d: step %s completed in %.3f ms (attempt %d)",
+                      ctx.workflow_id, ctx.row.name, site.call, step.name,
+                      (time.perf_counter() - began) * 1000, attempt,
+                      extra=log_fields(ctx.row, site.call, "step.completed", step=step.name,
+                                       attempt=attempt))
         # The workflow sees the value as every replay will decode it, not the live object
         # (which the step may still hold and change, or which JSON may not bring back).
         return decoded

@@ -60,8 +60,12 @@ class Store(StoreReads, Protocol):
         publish: tuple[str, str, Any] | None = None,
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
+        now: float | None = None,
     ) -> str | None:
         """Fenced append: raise :class:`Fenced` unless ``owner`` owns the workflow.
+
+        ``now`` is the engine's clock (``time.time()`` if not given): the events' time,
+        the row's ``updated``, and the ``wake_at`` of a workflow woken by this append.
 
         In the same transaction: applies ``update`` to the workflow row, marks the
         signal ``consume_signal`` consumed by the first event, stores ``publish``
@@ -80,9 +84,10 @@ class Store(StoreReads, Protocol):
     def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
         """The oldest unconsumed signal ``name``: ``(id, encoding, payload)``."""
 
-    def retry_set_aside(self) -> None:
+    def retry_set_aside(self, now: float | None = None) -> None:
         """Make every workflow set aside with an error (diverged, unknown), or left with a
-        cancel pending by an engine without its code, runnable now."""
+        cancel pending by an engine without its code, runnable at ``now`` (the engine's
+        clock; ``time.time()`` if not given)."""
 
     def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
         """Extend the leases ``owner`` holds on ``workflow_ids`` (the ones it is running:
@@ -92,8 +97,10 @@ class Store(StoreReads, Protocol):
         """Release a workflow whose run failed in the storage, runnable again from
         ``retry_at`` (not counted as a recovery); ``why`` is shown as what it waits for."""
 
-    def release(self, owner: str, workflow_id: str | None = None) -> None:
-        """Give up ownership (of one workflow, or of all) so others may claim."""
+    def release(self, owner: str, workflow_id: str | None = None,
+                now: float | None = None) -> None:
+        """Give up ownership (of one workflow, or of all) so others may claim (a released
+        workflow with no wake time is runnable from ``now``, the engine's clock)."""
 
     def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
         """End the lease of a workflow whose execution failed in the engine, as if its
@@ -137,8 +144,10 @@ class Store(StoreReads, Protocol):
     def signals(self, workflow_id: str) -> list[tuple[Any, ...]]:
         """Every signal sent to a workflow: ``(id, name, sent, consumed_position)``."""
 
-    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
-        """Queue a signal and wake the workflow if it waits for that name."""
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any,
+                    now: float | None = None) -> None:
+        """Queue a signal and wake the workflow if it waits for that name (at ``now``, the
+        engine's clock; ``time.time()`` if not given)."""
 
     def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
         """The latest published value of ``key``."""

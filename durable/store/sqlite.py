@@ -165,14 +165,14 @@ class SQLiteStore(SQLiteReads):
         with self._writing("expiring the leases of a dead owner") as conn:
             conn.execute("UPDATE workflows SET lease_until = 0 WHERE owner = ?", (owner,))
 
-    def retry_set_aside(self) -> None:
+    def retry_set_aside(self, now: float | None = None) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
         with self._writing("retrying workflows set aside") as conn:
             conn.execute(
                 "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND (error IS NOT NULL "
                 "OR control = 'cancel') AND "
                 "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
-                (time.time(),),
+                (time.time() if now is None else now,),
             )
 
     def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
@@ -204,13 +204,14 @@ class SQLiteStore(SQLiteReads):
                 (retry_at, owner, workflow_id),
             )
 
-    def release(self, owner: str, workflow_id: str | None = None) -> None:
+    def release(self, owner: str, workflow_id: str | None = None,
+                now: float | None = None) -> None:
         with self._writing("releasing workflows") as conn:
             if workflow_id is None:
                 conn.execute(
                     "UPDATE workflows SET owner = NULL, wake_at = COALESCE(wake_at, ?) "
                     "WHERE owner = ?",
-                    (time.time(), owner),
+                    (time.time() if now is None else now, owner),
                 )
             else:
                 conn.execute(
@@ -357,9 +358,10 @@ class SQLiteStore(SQLiteReads):
         publish: tuple[str, str, Any] | None = None,
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
+        now: float | None = None,
     ) -> str | None:
         request = Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
-                          wake)
+                          wake, now)
         self._submit(request)
         return request.control
 
@@ -502,8 +504,9 @@ class SQLiteStore(SQLiteReads):
         )
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
-    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
-        now = time.time()
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any,
+                    now: float | None = None) -> None:
+        now = time.time() if now is None else now
         with self._writing(f"sending signal {name!r} to workflow {workflow_id!r}") as conn:
             conn.execute(
                 "INSERT INTO signals (workflow_id, name, encoding, payload, sent) "
