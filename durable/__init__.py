@@ -30,7 +30,15 @@ from durable.runtime.children import ChildHandle, start_child
 from durable.runtime.context import now, step_key
 from durable.runtime.parallel import DurableFuture, gather, submit
 from durable.runtime.queues import Queue
-from durable.runtime.registry import RetryPolicy, Step, Workflow, step, workflow
+from durable.runtime.registry import (
+    MainModuleName,
+    RetryPolicy,
+    Step,
+    Workflow,
+    WorkflowOptions,
+    step,
+    workflow,
+)
 from durable.runtime.schedules import scheduled
 from durable.status import Status
 
@@ -41,6 +49,7 @@ __all__ = [
     "DurableFuture",
     "Engine",
     "Event",
+    "MainModuleName",
     "Queue",
     "RetryPolicy",
     "Status",
@@ -48,6 +57,7 @@ __all__ = [
     "Workflow",
     "WorkflowHandle",
     "WorkflowInfo",
+    "WorkflowOptions",
     "compensate",
     "continue_as_new",
     "errors",

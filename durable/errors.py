@@ -195,6 +195,34 @@ class WorkflowTimeout(DurableError):
         )
 
 
+class WorkflowTerminated(DurableError):
+    """The workflow was ended by ``engine.terminate`` (``durable terminate``): no
+    compensation ran and no more of its code will run. Its status is ``FAILURE``."""
+
+    def __init__(self, workflow_id: str, reason: str) -> None:
+        self.workflow_id, self.reason = workflow_id, reason
+        super().__init__(
+            f"workflow {workflow_id!r} was terminated: {reason}. Nothing ran after that, "
+            "compensations included; start a new workflow (or fork this one) to run it again."
+        )
+
+
+class ChildConflict(WorkflowConflict):
+    """A child workflow's id already belongs to a workflow with another name, parent or
+    input; the parent is never answered by it."""
+
+    def __init__(self, workflow_id: str, parent_id: str, call: int, difference: str) -> None:
+        self.workflow_id, self.parent_id, self.call = workflow_id, parent_id, call
+        self.difference = difference
+        DurableError.__init__(
+            self,
+            f"workflow {parent_id!r} call #{call} starts child {workflow_id!r}, but that id "
+            f"already holds a workflow with {difference}; a child id is derived from its "
+            "parent's id, run and call number: give the parent another workflow_id, or "
+            "remove the workflow that took the child's id.",
+        )
+
+
 class WaitTimeout(DurableError, TimeoutError):
     """Waiting for a result or an event took longer than the caller allowed."""
 
@@ -241,15 +269,32 @@ class RecoveryLimitExceeded(DurableError):
         )
 
 
+#: What to do about a value that cannot be recorded, unless the caller knows better.
+RETURN_FIX = ("Return JSON data, a pydantic model or dataclass with a matching annotation, "
+              "or a picklable object.")
+
+
+#: What to do about a published event, a state value or a signal payload.
+VALUE_FIX = ("Give JSON data, a pydantic model, a dataclass or a picklable object; for a "
+             "large or live object (a connection, a file), record a reference to it instead.")
+
+
+def argument_fix(type_name: str) -> str:
+    """What to do about an argument that cannot be recorded."""
+    short = type_name.rpartition(".")[2]
+    return (f"Pass what the {short} is made from instead (an id, a path, a dict, a dataclass: "
+            f"JSON data or a picklable object), and build the {short} inside a step.")
+
+
 class SerializationError(DurableError):
     """A value cannot be written to (or read back from) the event log."""
 
-    def __init__(self, workflow_id: str, call: int, what: str, type_name: str, reason: str) -> None:
+    def __init__(self, workflow_id: str, call: int, what: str, type_name: str, reason: str,
+                 fix: str = RETURN_FIX) -> None:
         self.workflow_id, self.call, self.what, self.type_name = workflow_id, call, what, type_name
         super().__init__(
             f"workflow {workflow_id!r}, call #{call} ({what}): a value of type {type_name} "
-            f"cannot be recorded: {reason}. Return JSON data, a pydantic model or dataclass "
-            "with a matching annotation, or a picklable object."
+            f"cannot be recorded: {reason}. {fix}"
         )
 
 
@@ -263,7 +308,9 @@ class PickleRefused(SerializationError):
             f"workflow {workflow_id!r}, call #{call} ({what}): a value of type {type_name} "
             "would be pickled, and unpickling runs code in the process that reads it. Send "
             "JSON data or a pydantic model or dataclass (it arrives as a dict), or pass "
-            "allow_pickle=True if the reading process may run what this sender pickles."
+            "allow_pickle=True if the reading process may run what this sender pickles. For a "
+            "large or live object (a connection, a lock, a file), record a reference to it "
+            "instead."
         )
 
 

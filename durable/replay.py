@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import re
 from typing import Any, NamedTuple
 
 # Event kinds are "family.outcome". Terminal kinds answer their call for good; the
@@ -164,6 +165,33 @@ def matches(site: CallSite, recorded: Recorded) -> bool:
     return site.same_function(recorded) and site.digest == recorded.digest
 
 
+#: Argument values that differ on every run when a workflow makes them itself.
+_VOLATILE = (
+    ("a uuid", re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                          r"[0-9a-fA-F]{12}"), "uuid.uuid4()", "durable.uuid4()"),
+    ("a time", re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?"),
+     "datetime.now()", "durable.now()"),
+    ("a float", re.compile(r"(?<![\w.])-?\d+\.\d+(?:[eE][-+]?\d+)?"),
+     "time.time() or random.random()", "durable.time() or durable.random()"),
+)
+
+
+def _volatile_hint(recorded: str, called: str) -> str:
+    """When the arguments differ in a float, a uuid or a timestamp: the likely cause is a
+    value the workflow made with time, random or uuid instead of durable's recorded ones."""
+    for what, pattern, plain, recorded_call in _VOLATILE:
+        then, now = pattern.findall(recorded), pattern.findall(called)
+        if then != now:
+            shown = f" ({then[0] if then else 'none'} then, {now[0] if now else 'none'} now)"
+            return (
+                f": {what} argument differs{shown}. A value that changes on every run, like "
+                f"{plain} called in the workflow, must come from {recorded_call} (recorded, "
+                "so replay sees the same value); if the code really changed, see below"
+            )
+        recorded, called = pattern.sub("", recorded), pattern.sub("", called)
+    return ""
+
+
 def describe_change(site: CallSite, recorded: Recorded, later: list[Recorded]) -> str:
     """How the code changed, given the recorded call at ``site.call`` and those after it.
 
@@ -173,7 +201,7 @@ def describe_change(site: CallSite, recorded: Recorded, later: list[Recorded]) -
         later: the first events of the calls recorded after it, in order.
     """
     if site.same_function(recorded):
-        return "the same call with other arguments"
+        return "the same call with other arguments" + _volatile_hint(recorded.args, site.args)
     if later and matches(site, later[0]):
         return f"the recorded call {recorded.describe()} was removed from the code"
     if any(matches(site, event) for event in later[1:]):

@@ -17,6 +17,9 @@ class Status(StrEnum):
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
     CANCELLED = "CANCELLED"
+    #: Set aside: its code no longer replays its history (``durable check``, then
+    #: ``resume`` after a fix; ``cancel`` or ``terminate`` end it without replaying).
+    DIVERGED = "DIVERGED"
     SKIPPED = "SKIPPED"
 
     @property

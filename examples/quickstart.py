@@ -14,20 +14,23 @@ from datetime import timedelta
 import durable
 
 
-@durable.step(retry=durable.RetryPolicy(max_attempts=3, initial_delay=0.1))
+# Explicit names: run as a script, these functions live in module __main__, a name that
+# a worker in another process (`durable worker examples/quickstart.py`) could not find.
+@durable.step(name="quickstart.reserve",
+              retry=durable.RetryPolicy(max_attempts=3, initial_delay=0.1))
 def reserve(order_id: str, items: list[str]) -> dict[str, object]:
     print(f"  reserving {items} for {order_id}")
     return {"order": order_id, "reserved": items}
 
 
-@durable.step
+@durable.step(name="quickstart.charge")
 def charge(order_id: str, cents: int) -> str:
     key = durable.step_key()  # stable across retries and crashes: give it to the payment API
     print(f"  charging {cents} cents for {order_id} (idempotency key {key})")
     return f"receipt-{order_id}"
 
 
-@durable.workflow
+@durable.workflow(name="quickstart.checkout")
 def checkout(order_id: str, items: list[str]) -> dict[str, object]:
     reservation = reserve(order_id, items)
     receipt = charge(order_id, 4200)

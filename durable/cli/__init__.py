@@ -12,9 +12,13 @@
     durable prune --older-than 30d           delete finished workflows and their history
     durable schedules                        schedules and their next due times
     durable replay ID -m MODULE              replay the log against the current code
+    durable replay --from-file F -m MODULE   the same for a history from `durable export`
+    durable replay ID -m MODULE --break-at N stop in pdb after call N (nothing runs)
+    durable export ID > run.json             the history as versioned JSON
     durable fork ID --at N                   keep calls 1..N, run the rest anew
     durable check MODULE...                  replay every unfinished workflow (pre-deploy gate)
     durable worker MODULE... [--workers N]   run workflows until SIGTERM / Ctrl-C
+             [--log-level L] [--log-format text|json]
     durable demo                             kill -9 a workflow mid-way and watch it resume
 
 Every command takes ``--db PATH`` (default ``durable.db``, or ``$DURABLE_DB``). A

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,8 +30,8 @@ EXIT_ERROR = 2
 
 _STATUS_STYLE = {
     "ENQUEUED": "dim", "PENDING": "dim", "RUNNING": "cyan", "RETRYING": "yellow",
-    "WAITING": "yellow", "PAUSED": "magenta", "SUCCESS": "green", "FAILURE": "bold red",
-    "CANCELLED": "dim", "SKIPPED": "dim",
+    "WAITING": "yellow", "PAUSED": "magenta", "DIVERGED": "bold red", "SUCCESS": "green",
+    "FAILURE": "bold red", "CANCELLED": "dim", "SKIPPED": "dim",
 }
 KIND_STYLE = {"step": "green", "signal": "magenta", "sleep": "blue", "child": "cyan",
                "workflow": "bold", "value": "dim"}
@@ -53,13 +55,46 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DurableError as error:
-            raise CliError(str(error)) from error
+            raise CliError(with_db(str(error), ctx.meta.get(_DB_GIVEN))) from error
+
+
+_DB_GIVEN = "durable.db_given"
+_COMMAND_IN_TEXT = re.compile(r"`(durable [^`]*)`")
+
+
+def with_db(text: str, db: str | None = None) -> str:
+    """``text`` with ``--db PATH`` added to every `durable ...` command it suggests, when
+    the user gave ``--db`` on the command line (so the hint works as printed).
+
+    ``db`` defaults to the ``--db`` of the command being run.
+    """
+    if db is None:
+        ctx = click.get_current_context(silent=True)
+        db = ctx.meta.get(_DB_GIVEN) if ctx is not None else None
+    if not db:
+        return text
+    option = f" --db {shlex.quote(db)}"
+    return _COMMAND_IN_TEXT.sub(
+        lambda m: f"`{m.group(1)}`" if "--db" in m.group(1) else f"`{m.group(1)}{option}`",
+        text)
+
+
+def echo(text: str, err: bool = False) -> None:
+    """``click.echo`` of a message whose `durable ...` hints get the given ``--db``."""
+    click.echo(with_db(text), err=err)
+
+
+def _remember_db(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE:
+        ctx.meta[_DB_GIVEN] = value
+    return value
 
 
 def db_option(fn: F) -> F:
     return click.option(
         "--db", default="durable.db", envvar="DURABLE_DB", show_default=True,
         show_envvar=True, type=click.Path(dir_okay=False), help="The SQLite database file.",
+        callback=_remember_db,
     )(fn)
 
 

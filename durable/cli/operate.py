@@ -13,7 +13,15 @@ from datetime import timedelta
 import click
 from rich.table import Table
 
-from durable.cli.common import CliError, cli, client, db_option, format_when, import_modules
+from durable.cli.common import (
+    CliError,
+    cli,
+    client,
+    db_option,
+    echo,
+    format_when,
+    import_modules,
+)
 from durable.cli.common import make_console as console
 from durable.engine import Engine
 from durable.errors import WorkflowFinished
@@ -144,7 +152,7 @@ def control_command(action: str, one: Callable[[Engine, str], str], workflow_id:
         if status or name:
             raise CliError(f"give an ID or --status/--name filters to {action}, not both")
         with client(db) as engine:
-            click.echo(one(engine, workflow_id))
+            echo(one(engine, workflow_id))
         return
     if not (status or name):
         raise CliError(f"give a workflow ID to {action}, or --status/--name to {action} "

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
 from durable import serialization as ser
 from durable.engine import fork as forking
+from durable.engine import history
 from durable.engine import operations as ops
 from durable.engine.handle import WorkflowHandle
 from durable.engine.scheduler import schedule_row
@@ -25,12 +29,14 @@ from durable.errors import (
     WorkflowConflict,
     WorkflowFinished,
     WorkflowNotFound,
+    WorkflowTerminated,
 )
 from durable.runtime import run as running
 from durable.runtime.checks import check_text, encode_message
+from durable.runtime.context import log_fields
 from durable.runtime.host import register_host, unregister_host
 from durable.runtime.queues import Queue
-from durable.runtime.registry import Workflow, find_workflow
+from durable.runtime.registry import Workflow, WorkflowOptions, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
 from durable.runtime.schedules import check as check_schedule
 from durable.status import Status
@@ -46,6 +52,13 @@ if TYPE_CHECKING:
     from durable.runtime.registry import Step
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+log = logging.getLogger("durable")
+
+
 class Engine:
     """Runs durable workflows on one SQLite database.
 
@@ -58,7 +71,9 @@ class Engine:
         lease: seconds a claim on a workflow lasts without a heartbeat; another
             process takes over a workflow whose owner stopped renewing it.
         max_recoveries: how often a workflow may be recovered after losing its process
-            without making progress before it is failed.
+            without making progress (no event recorded since the last recovery) before
+            it is failed; default 100, as in DBOS. ``@durable.workflow(max_recoveries=N)``
+            overrides it per workflow.
         read_only: open the file read-only (for inspection: list, show, history,
             replay): nothing is created, migrated or switched to WAL, and every write
             raises StorageError. Needs ``workers=0``.
@@ -75,7 +90,7 @@ class Engine:
         workers: int = 8,
         synchronous: str = "full",
         lease: float = 30.0,
-        max_recoveries: int = 5,
+        max_recoveries: int = 100,
         poll_interval: float = 0.05,
         read_only: bool = False,
     ) -> None:
@@ -85,6 +100,9 @@ class Engine:
             raise InvalidArgument(
                 f"Engine(workers={workers}, read_only=True): a read-only engine cannot run "
                 "workflows; pass workers=0")
+        if type(max_recoveries) is not int or max_recoveries < 0:
+            raise InvalidArgument(f"Engine(max_recoveries={max_recoveries!r}): it must be an "
+                                  "int >= 0")
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
@@ -102,17 +120,20 @@ class Engine:
         self._steps_lock = threading.Lock()
         self._opened = False
         self._closed = False
+        #: Bumped by every cancel, pause and terminate sent through this engine: its
+        #: running workflows then read their pending control before their next call.
+        self.control_epoch = 0
 
     # -- life cycle -----------------------------------------------------------
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         self.open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def open(self) -> Engine:
+    def open(self) -> Self:
         """Recover interrupted workflows and start the worker threads (once)."""
         if self._closed:
             raise EngineClosed(self.path)
@@ -144,22 +165,47 @@ class Engine:
 
     # -- starting -------------------------------------------------------------
 
-    def start(
-        self,
-        wf: Workflow | str,
-        *args: Any,
-        workflow_id: str | None = None,
-        queue: Queue | str | None = None,
-        priority: int | None = None,
-        dedup_id: str | None = None,
-        delay: float | timedelta | None = None,
-        start_at: datetime | None = None,
-        signal: tuple[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> WorkflowHandle:
+    # PEP 612 allows no keyword parameter between ``*args: P.args`` and ``**kwargs:
+    # P.kwargs``, so ``workflow_id=`` cannot sit in the checked signature: the checked
+    # forms are ``start(wf, *args)`` and ``start(wf.options(workflow_id=...), *args)``;
+    # ``start(wf, *args, workflow_id=...)`` keeps working with its arguments unchecked.
+    @overload
+    def start(self, wf: Workflow[P, R] | WorkflowOptions[P, R], /, *args: P.args,
+              **kwargs: P.kwargs) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: Workflow[..., R], /, *args: Any, workflow_id: str | None,
+              **kwargs: Any) -> WorkflowHandle[R]: ...
+    # A start that waits (queue=, delay=, start_at=, signal=): arguments unchecked, as
+    # with workflow_id= (each form names the keyword it needs, so that a wrong call of
+    # the checked form above is still reported).
+    @overload
+    def start(self, wf: Workflow[..., R] | WorkflowOptions[..., R], /, *args: Any,
+              queue: Queue | str, priority: int | None = None, dedup_id: str | None = None,
+              delay: float | timedelta | None = None, start_at: datetime | None = None,
+              signal: tuple[str, Any] | None = None, workflow_id: str | None = None,
+              **kwargs: Any) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: Workflow[..., R] | WorkflowOptions[..., R], /, *args: Any,
+              delay: float | timedelta, workflow_id: str | None = None,
+              signal: tuple[str, Any] | None = None, **kwargs: Any) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: Workflow[..., R] | WorkflowOptions[..., R], /, *args: Any,
+              start_at: datetime, workflow_id: str | None = None,
+              signal: tuple[str, Any] | None = None, **kwargs: Any) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: Workflow[..., R] | WorkflowOptions[..., R], /, *args: Any,
+              signal: tuple[str, Any], workflow_id: str | None = None,
+              **kwargs: Any) -> WorkflowHandle[R]: ...
+    @overload
+    def start(self, wf: str, /, *args: Any, workflow_id: str | None = None,
+              **kwargs: Any) -> WorkflowHandle[Any]: ...
+    def start(self, wf: Workflow[..., Any] | WorkflowOptions[..., Any] | str, /, *args: Any,
+              **kwargs: Any) -> WorkflowHandle[Any]:
         """Start a workflow and return its handle at once.
 
         Starting an id that exists returns the existing workflow (idempotent start).
+        Give the id as ``wf.options(workflow_id=...)`` (a type checker then checks the
+        arguments) or as ``workflow_id=...``.
 
         Args:
             queue: enqueue it (status ``ENQUEUED``) on this :class:`durable.Queue` (or
@@ -181,8 +227,21 @@ class Engine:
             SerializationError: the arguments cannot be recorded, or the signal's payload
                 needs pickle.
         """
+        workflow_id = kwargs.pop("workflow_id", None)
+        if isinstance(wf, WorkflowOptions):
+            workflow_id = workflow_id or wf.workflow_id
+            wf = wf.workflow
+        # The options of a start that waits (section 6): keywords the workflow cannot take.
+        options = {key: kwargs.pop(key) for key in _START_OPTIONS if key in kwargs}
+        return self._start(_resolve(wf), workflow_id, args, kwargs, **options)
+
+    def _start(self, workflow: Workflow[..., Any], workflow_id: str | None,
+               args: tuple[Any, ...], kwargs: dict[str, Any], *,
+               queue: Queue | str | None = None, priority: int | None = None,
+               dedup_id: str | None = None, delay: float | timedelta | None = None,
+               start_at: datetime | None = None, signal: tuple[str, Any] | None = None,
+               ) -> WorkflowHandle[Any]:
         self._check_open()
-        workflow = _resolve(wf)
         if workflow_id is not None:
             check_text(workflow_id, f"start({workflow.name}, workflow_id=...)")
         workflow_id = workflow_id or str(uuid.uuid4())
@@ -210,16 +269,21 @@ class Engine:
                 self._executor.unreserve()
             if existing.name != workflow.name:
                 raise WorkflowConflict(workflow_id, existing.name, workflow.name)
-        elif claimed:
+            return WorkflowHandle(self, workflow_id)
+        if log.isEnabledFor(logging.INFO):
+            log.info("workflow %r (%s) started", workflow_id, workflow.name,
+                     extra=log_fields(row, 0, "started"))
+        if claimed:
             self._executor.run_reserved(row)
         else:
             self._executor.wake()
         return WorkflowHandle(self, workflow_id)
 
     def start_many(
-        self, wf: Workflow | str, arguments: list[Any], workflow_ids: list[str] | None = None,
-        *, queue: Queue | str | None = None, priority: int | None = None,
-    ) -> list[WorkflowHandle]:
+        self, wf: Workflow[..., R] | str, arguments: list[Any],
+        workflow_ids: list[str] | None = None, *, queue: Queue | str | None = None,
+        priority: int | None = None,
+    ) -> list[WorkflowHandle[R]]:
         """Start one workflow per item of ``arguments``, all in one transaction.
 
         An item that is a tuple is the positional arguments of its start; any other item
@@ -234,7 +298,7 @@ class Engine:
                              lambda: str(uuid.uuid4()))
         return [WorkflowHandle(self, workflow_id) for workflow_id in ids]
 
-    def retry(self, workflow_id: str) -> WorkflowHandle:
+    def retry(self, workflow_id: str) -> WorkflowHandle[Any]:
         """Run a FAILURE, CANCELLED or DIVERGED workflow again under its id, as a new run.
 
         The new run keeps every call its last run recorded before the failure (a step
@@ -259,7 +323,7 @@ class Engine:
         self._check_open()
         return ops.prune(self, older_than, None if status is None else Status(status).value)
 
-    def schedule(self, name: str, cron: str, wf: Workflow | str, *args: Any,
+    def schedule(self, name: str, cron: str, wf: Workflow[..., Any] | str, *args: Any,
                  timezone: str = "UTC", missed: str = "latest") -> None:
         """Store a cron schedule: ``wf(scheduled_at, *args)`` at each tick, on any worker.
 
@@ -286,12 +350,26 @@ class Engine:
         self._check_open()
         return self.store.schedules()
 
-    def run(self, wf: Workflow | str, *args: Any, workflow_id: str | None = None,
+    @overload
+    def run(self, wf: Workflow[P, R] | WorkflowOptions[P, R], /, *args: P.args,
+            **kwargs: P.kwargs) -> R: ...
+    @overload
+    def run(self, wf: Workflow[..., R], /, *args: Any, workflow_id: str | None,
+            **kwargs: Any) -> R: ...
+    @overload
+    def run(self, wf: str, /, *args: Any, workflow_id: str | None = None,
+            **kwargs: Any) -> Any: ...
+    def run(self, wf: Workflow[..., Any] | WorkflowOptions[..., Any] | str, /, *args: Any,
             **kwargs: Any) -> Any:
-        """Start a workflow and wait for its result."""
-        return self.start(wf, *args, workflow_id=workflow_id, **kwargs).result()
+        """Start a workflow and wait for its result (``start`` takes the same arguments)."""
+        return self.start(wf, *args, **kwargs).result()
 
-    def handle(self, workflow_id: str) -> WorkflowHandle:
+    def run_workflow(self, wf: Workflow[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """A workflow called directly: start it under a new id and wait for its result."""
+        return self._start(wf, None, args, kwargs).result()
+
+    def handle(self, workflow_id: str) -> WorkflowHandle[Any]:
         """The handle of an existing workflow.
 
         Raises:
@@ -377,13 +455,14 @@ class Engine:
             raise WorkflowFinished(workflow_id, row.status, f"signal {name!r} to")
         encoding, data = encode_message(payload, allow_pickle, workflow_id, 0,
                                         f"signal {name!r}")
-        self.store.send_signal(workflow_id, name, encoding, data)
+        self.store.send_signal(workflow_id, name, encoding, data, now=self.time())
         self._executor.wake()
 
     def pause(self, workflow_id: str) -> None:
         """Pause a workflow at its next recorded call; no step runs until ``resume``."""
         self._unfinished(workflow_id, "pause")
         self.store.request_pause(workflow_id, self.time())
+        self.control_epoch += 1
         self.notify()
 
     def resume(self, workflow_id: str) -> None:
@@ -393,10 +472,48 @@ class Engine:
         self.wake()
 
     def cancel(self, workflow_id: str) -> None:
-        """Cancel a workflow at its next recorded call (at once if it waits)."""
+        """Cancel a workflow at its next recorded call (at once if it waits).
+
+        A ``DIVERGED`` workflow, whose code cannot replay it to run its compensations,
+        ends ``CANCELLED`` at once without them.
+        """
         self._unfinished(workflow_id, "cancel")
-        self.store.request_cancel(workflow_id, self.time())
+        now = self.time()
+        if self.store.terminate(workflow_id, now, Status.CANCELLED.value, ser.JSON, None,
+                                only_diverged=True) is None:
+            self.store.request_cancel(workflow_id, now)
+        self.control_epoch += 1
         self.wake()
+        self.notify()
+
+    def terminate(self, workflow_id: str, reason: str = "terminated by request") -> None:
+        """End an unfinished workflow at once, without replaying it or running any of its
+        code (no compensations): its status becomes ``FAILURE`` with a
+        :class:`~durable.errors.WorkflowTerminated` error. A step still running finishes
+        but its result is not recorded (its owner is fenced off). Attached children are
+        terminated too (Temporal's default parent-close policy); detached ones run on.
+
+        Raises:
+            WorkflowNotFound: no workflow has that id.
+            WorkflowFinished: the workflow already ended.
+        """
+        if not isinstance(reason, str):
+            raise InvalidArgument(f"terminate({workflow_id!r}): reason must be a str, "
+                                  f"not {type(reason).__name__}")
+        row = self._unfinished(workflow_id, "terminate")
+        error = ser.encode_error(WorkflowTerminated(workflow_id, reason))
+        if self.store.terminate(workflow_id, self.time(), Status.FAILURE.value, ser.ERROR,
+                                error) is None:
+            row = self.row(workflow_id)
+            raise WorkflowFinished(workflow_id, row.status, "terminate")
+        self.control_epoch += 1
+        for child in self.store.workflows(None, None, 10_000, parent_id=row.workflow_id):
+            if not child.finished:
+                with contextlib.suppress(WorkflowFinished):
+                    self.terminate(child.workflow_id, f"its parent {workflow_id!r} was "
+                                   f"terminated ({reason})")
+        self.wake()
+        self.notify()
 
     def _unfinished(self, workflow_id: str, action: str) -> WorkflowRow:
         row = self.row(workflow_id)
@@ -411,6 +528,7 @@ class Engine:
         With ``timeout``, wait up to that many seconds for it to be published;
         ``default`` if it is not.
         """
+        check_text(key, f"get_event({workflow_id!r}, key=...)")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             found = self.store.published(workflow_id, key)
@@ -423,19 +541,39 @@ class Engine:
 
     # -- replay and fork --------------------------------------------------------
 
-    def replay(self, workflow_id: str) -> Any:
+    def replay(self, workflow_id: str, workflow: Workflow[..., Any] | None = None, *,
+               break_at: int | None = None) -> Any:
         """Run the current code against the recorded history without running any step.
 
         Returns the result the code returns on replay (None for a workflow that has
         not finished, once its recorded calls all match).
 
+        Args:
+            workflow: the function to replay (default: the one registered under the
+                recorded name).
+            break_at: stop in ``pdb`` in the workflow's code once call N has returned
+                its recorded value.
+
         Raises:
             NonDeterminismError: where the code and the history disagree.
             WorkflowFailed: the workflow failed, and replay reproduces the failure.
         """
-        return running.replay(self, self.row(workflow_id))
+        row = self.row(workflow_id)
+        if break_at is None:
+            return running.replay(self, row, workflow)
+        from durable.runtime.debug import breaking
 
-    def fork(self, workflow_id: str, at: int, *, new_id: str | None = None) -> WorkflowHandle:
+        calls = max((e.call for e in self.store.events(workflow_id, row.run)), default=0)
+        return running.replay(self, row, workflow, breaking(break_at, calls))
+
+    def export(self, workflow_id: str) -> str:
+        """The history of a workflow's current run as JSON text (see
+        :mod:`durable.engine.history` for the versioned format), for
+        ``durable.testing.replay`` and ``durable replay --from-file``."""
+        return json.dumps(history.export(self, workflow_id), indent=1, ensure_ascii=False)
+
+    def fork(self, workflow_id: str, at: int, *, new_id: str | None = None
+             ) -> WorkflowHandle[Any]:
         """A new workflow that keeps calls 1..``at`` of the history and runs the rest anew."""
         return WorkflowHandle(self, forking.fork(self, self.row(workflow_id), at, new_id))
 
@@ -444,6 +582,10 @@ class Engine:
     def time(self) -> float:
         """The engine's clock (seconds since the epoch)."""
         return time.time()
+
+    def idle(self) -> bool:
+        """No workflow runs on this engine's workers now."""
+        return self._executor.idle()
 
     def wake(self) -> None:
         """Wake the dispatcher: a workflow may have become runnable."""
@@ -457,6 +599,11 @@ class Engine:
             pool = self._steps
         return pool.submit(fn)
 
+    def renew_leases(self, lease_until: float) -> None:
+        """Extend the leases of the workflows this engine runs now (the heartbeat does this
+        every lease/3 seconds; a test engine does it before moving its clock)."""
+        self._executor.renew(lease_until)
+
     def before_new_call(self, ctx: WorkflowContext) -> None:
         self._executor.before_new_call(ctx)
 
@@ -465,7 +612,10 @@ class Engine:
         return self._executor.run_step(step, args, kwargs, key, ctx, site)
 
 
-def _resolve(wf: Workflow | str) -> Workflow:
+_START_OPTIONS = ("queue", "priority", "dedup_id", "delay", "start_at", "signal")
+
+
+def _resolve(wf: Workflow[..., Any] | str) -> Workflow[..., Any]:
     if isinstance(wf, Workflow):
         return wf
     if isinstance(wf, str):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
+
+from typing_extensions import TypeVar
 
 from durable.status import Status
 
@@ -11,8 +13,16 @@ if TYPE_CHECKING:
     from durable.events import Event
 
 
-class WorkflowHandle:
-    """A reference to one workflow, from any process that opens its database."""
+#: The workflow's result type (``Any`` for a handle from ``engine.handle(id)``).
+R = TypeVar("R", default=Any)
+
+
+class WorkflowHandle(Generic[R]):
+    """A reference to one workflow, from any process that opens its database.
+
+    ``engine.start(wf, ...)`` returns a ``WorkflowHandle[R]`` whose ``result()`` is the
+    workflow's return type ``R``.
+    """
 
     def __init__(self, engine: Engine, workflow_id: str) -> None:
         self.engine = engine
@@ -25,7 +35,7 @@ class WorkflowHandle:
         """The workflow's current state."""
         return Status(self.engine.row(self.workflow_id).status)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """Wait for the workflow to end; return its result.
 
         Raises:
@@ -34,7 +44,8 @@ class WorkflowHandle:
             NonDeterminismError: its code diverged from its history (it stays resumable).
             WaitTimeout: ``timeout`` seconds passed first.
         """
-        return self.engine.result(self.workflow_id, timeout)
+        value: R = self.engine.result(self.workflow_id, timeout)
+        return value
 
     def signal(self, name: str, payload: Any = None, *, allow_pickle: bool = False) -> None:
         """Send it a signal (see Engine.send_signal)."""
@@ -48,6 +59,10 @@ class WorkflowHandle:
 
     def cancel(self) -> None:
         self.engine.cancel(self.workflow_id)
+
+    def terminate(self, reason: str = "terminated by request") -> None:
+        """End it at once without running its code (see Engine.terminate)."""
+        self.engine.terminate(self.workflow_id, reason)
 
     def history(self) -> list[Event]:
         return self.engine.history(self.workflow_id)

@@ -75,7 +75,7 @@ def start_waiting(engine: Engine, workflow: Workflow, workflow_id: str, args: tu
         # JSON only, as send_signal without allow_pickle: another process reads it.
         sent = (name, *encode_message(signal[1], False, workflow_id, 0, f"signal {name!r}"))
     (existing,) = engine.store.create_workflows(
-        [(row, [started_event(workflow, row, args, kwargs)])], signal=sent)
+        [(row, [started_event(workflow, row, args, kwargs)])], signal=sent, now=now)
     if existing is not None and existing.name != workflow.name:
         raise WorkflowConflict(workflow_id, existing.name, workflow.name)
     engine.wake()
@@ -104,7 +104,7 @@ def start_many(engine: Engine, workflow: Workflow, arguments: list[Any],
             row = queued_row(workflow, workflow_id, args, {}, at, queue=queue,
                              priority=priority, dedup_id=None, begin=None)
         rows.append((row, [started_event(workflow, row, args, {})]))
-    found = engine.store.create_workflows(rows)
+    found = engine.store.create_workflows(rows, now=now)
     engine.wake()
     for workflow_id, existing in zip(ids, found, strict=True):
         if existing is not None and existing.name != workflow.name:

@@ -103,7 +103,8 @@ class Scheduler:
             call_args = (tick_time(tick, schedule.timezone), *args)
             row = new_row(workflow, tick_id(schedule.name, tick), call_args, kwargs, now)
             items.append((row, [started_event(workflow, row, call_args, kwargs)]))
-        fired = self.engine.store.fire_schedule(schedule.name, schedule.next_at, next_at, items)
+        fired = self.engine.store.fire_schedule(schedule.name, schedule.next_at, next_at, items,
+                                                now)
         if fired and items:
             log.info("schedule %r: started %s", schedule.name,
                      ", ".join(row.workflow_id for row, _ in items))

@@ -9,14 +9,12 @@ at once the leases of owners on this host whose process is gone.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
+from durable.engine.owners import owner_gone, owner_id
 from durable.engine.scheduler import Scheduler
 from durable.engine.threads import DaemonPool
 from durable.errors import StepTimeout
@@ -35,38 +33,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable")
 
-HOST = socket.gethostname()
+__all__ = ["Executor", "owner_gone", "owner_id"]
+
+#: How long (seconds) the pending control an append returned is trusted before a new
+#: call reads it again (see Executor._control).
+CONTROL_FRESH_S = 0.001
 #: Seconds before a workflow whose execution failed inside the engine is run again.
 ENGINE_ERROR_RETRY = 1.0
 #: Backoff after a storage error (disk full, I/O error): first and longest delay, seconds.
 STORAGE_RETRY_FIRST, STORAGE_RETRY_MAX = 0.5, 30.0
-
-
-def owner_id() -> str:
-    """A unique owner name for one engine: ``host:pid:random``."""
-    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def owner_gone(owner: str) -> bool:
-    """True when ``owner`` ran on this host in a process that no longer exists."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != HOST or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a killed child not yet reaped by its parent is a zombie: gone all the same
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 class Executor:
@@ -88,7 +63,8 @@ class Executor:
 
     def start(self) -> None:
         self.recover_dead_owners()
-        self.engine.store.retry_set_aside()  # new code may have been deployed: try again
+        # New code may have been deployed: try the workflows set aside again.
+        self.engine.store.retry_set_aside(self.engine.time())
         self.scheduler.declare()
         self._pool = DaemonPool(self.engine.workers, "durable-wf")
         for target, name in ((self._dispatch, "durable-dispatch"),
@@ -109,6 +85,11 @@ class Executor:
                 return False
             self._busy += 1
             return True
+
+    def idle(self) -> bool:
+        """No workflow runs on this engine's workers now."""
+        with self._busy_lock:
+            return self._busy == 0
 
     def unreserve(self) -> None:
         with self._busy_lock:
@@ -132,7 +113,7 @@ class Executor:
             self._pool.shutdown()
         # Whatever still runs (a long step) is released: its late append will be fenced.
         if self._threads:
-            self.engine.store.release(self.engine.owner)
+            self.engine.store.release(self.engine.owner, now=self.engine.time())
 
     def recover_dead_owners(self) -> None:
         for owner in self.engine.store.owners():
@@ -149,10 +130,10 @@ class Executor:
             with self._busy_lock:
                 free = engine.workers - self._busy
             claimed: list[WorkflowRow] = []
-            now = time.time()
+            now = engine.time()
             try:
                 if self.scheduler.poll(now):
-                    now = time.time()
+                    now = engine.time()
                 if free > 0:
                     claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
                     queues = served_queues()
@@ -180,12 +161,17 @@ class Executor:
         interval = min(engine.lease / 3, 1.0)
         while not engine.stopping.wait(interval):
             try:
-                with self._busy_lock:
-                    running = list(self._running)
-                engine.store.renew(engine.owner, time.time() + engine.lease, running)
+                self.renew(engine.time() + engine.lease)
                 self.recover_dead_owners()
             except Exception:
                 log.exception("renewing leases failed; retrying")
+
+    def renew(self, lease_until: float) -> None:
+        """Extend the leases of the workflows this engine is running now (only those: a
+        workflow it failed to release must be taken over when its lease ends)."""
+        with self._busy_lock:
+            running = list(self._running)
+        self.engine.store.renew(self.engine.owner, lease_until, running)
 
     # -- one workflow -------------------------------------------------------------
 
@@ -204,7 +190,7 @@ class Executor:
                           "%.0f s", row.workflow_id, ENGINE_ERROR_RETRY)
             try:  # as after a crash: retried, and counted against max_recoveries
                 self.engine.store.crashed(self.engine.owner, row.workflow_id,
-                                          time.time() + ENGINE_ERROR_RETRY)
+                                          self.engine.time() + ENGINE_ERROR_RETRY)
             except Exception:
                 log.exception("workflow %r: could not mark it for a retry; it resumes once "
                               "this engine stops", row.workflow_id)
@@ -234,29 +220,51 @@ class Executor:
     def before_new_call(self, ctx: WorkflowContext) -> None:
         """Checks made before any call that the log does not answer yet."""
         if self.engine.stopping.is_set():
-            raise ctx.suspend(status=Status.RUNNING.value, wake_at=time.time(),
+            raise ctx.suspend(status=Status.RUNNING.value, wake_at=self.engine.time(),
                               waiting="an engine (the last one shut down)")
-        if ctx.row.control == "cancel":
+        control = self._control(ctx)
+        if control == "terminated":
+            raise Fenced(ctx.workflow_id, "it was terminated")
+        if control == "cancel":
             ctx.cancelling = True
             raise Cancelled()
-        if ctx.pause_requested:
+        if ctx.pause_requested or control == "pause":
             ctx.pause_requested = False
             raise ctx.suspend(status=Status.PAUSED.value, wake_at=None, waiting="resume")
         deadline = ctx.row.deadline
-        if deadline is not None and time.time() >= deadline:
+        if deadline is not None and self.engine.time() >= deadline:
             raise TimedOut()
+
+    def _control(self, ctx: WorkflowContext) -> str | None:
+        """The workflow's pending control, read again unless it is known to be fresh.
+
+        The row read at the claim is stale: a cancel or pause may have been accepted while
+        the workflow ran plain code since its last append. Each append returns the pending
+        control, so a read is needed only when a control went through this engine since
+        (any cancel, pause or terminate here bumps control_epoch), or when the workflow
+        has run plain code for more than CONTROL_FRESH_S since it last learnt it (a
+        control sent from another process). A read per call would cost a third of a
+        step's time in a tight loop of steps.
+        """
+        engine = self.engine
+        now = time.monotonic()
+        if ctx.control_epoch == engine.control_epoch and now - ctx.control_seen < CONTROL_FRESH_S:
+            return None
+        ctx.control_epoch, ctx.control_seen = engine.control_epoch, now
+        control = engine.store.control(ctx.workflow_id)
+        return control
 
     def run_step(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
                  ctx: WorkflowContext, site: CallSite) -> Any:
         if step.isolation == "process":
             return run_in_process(step, args, kwargs, key, ctx.workflow_id, site.call)
         if step.timeout is None:
-            return run_body(step, args, kwargs, key)
+            return run_body(step, args, kwargs, key, ctx.workflow_id)
         box: dict[str, Any] = {}
 
         def target() -> None:
             try:
-                box["value"] = run_body(step, args, kwargs, key)
+                box["value"] = run_body(step, args, kwargs, key, ctx.workflow_id)
             except BaseException as error:
                 box["error"] = error
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 import random as _random
-import time as _time
 import uuid as _uuid
 from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 from durable import serialization as ser
-from durable.errors import InvalidArgument, Unwind
+from durable.errors import VALUE_FIX, InvalidArgument, Unwind
 from durable.runtime.checks import check_text, encode_message
 from durable.runtime.context import (
     ReplayEnd,
+    TimedOut,
     WorkflowContext,
     current_step_key,
+    current_step_workflow,
+    host_time,
     record_value,
     require,
 )
@@ -28,8 +30,8 @@ from durable.runtime.registry import Step, seconds
 
 
 def time() -> float:
-    """Seconds since the epoch, recorded."""
-    return float(record_value("time", _time.time))
+    """Seconds since the epoch (the engine's clock), recorded."""
+    return float(record_value("time", host_time))
 
 
 def random() -> float:
@@ -50,8 +52,8 @@ def uuid4() -> _uuid.UUID:
 def workflow_id() -> str:
     """The id of the running workflow; in its steps too (threads and child processes)."""
     key = current_step_key.get()
-    if key is not None:  # inside a step: its key is ``workflow_id:call``
-        return key.rpartition(":")[0]
+    if key is not None:  # inside a step
+        return current_step_workflow.get() or key.rpartition(":")[0]
     return require("workflow_id").workflow_id
 
 
@@ -70,13 +72,30 @@ def sleep(duration: float | timedelta) -> None:
             raise ReplayEnd(site)
         due = json.loads(last.payload)["due"]
     else:
-        due = _time.time() + delay
+        due = ctx.host.time() + delay
         if delay > 0:
             started = ctx.event(site, "sleep.started", ser.JSON, json.dumps({"due": due}))
             raise ctx.suspend(started, status="WAITING", wake_at=due, waiting=_until(due))
-    if _time.time() < due:
+    now = ctx.host.time()
+    if now < due:
         raise ctx.suspend(status="WAITING", wake_at=due, waiting=_until(due))
+    _check_deadline(ctx, now, due)
     ctx.append(ctx.event(site, "sleep.fired", ser.JSON, json.dumps({"due": due})))
+
+
+def _check_name(ctx: WorkflowContext, what: str, name: Any) -> None:
+    """A signal, event or state name is non-empty text: anything else cannot be
+    recorded or matched (it would leave the workflow hanging)."""
+    check_text(name, f"workflow {ctx.workflow_id!r} (after call #{ctx.call}): {what}")
+
+
+def _check_deadline(ctx: WorkflowContext, now: float, due: float) -> None:
+    """A timer found due after the workflow's own deadline (the engine was down, or a
+    test engine's clock jumped over both): the workflow times out first, as it would
+    have if woken in time."""
+    deadline = ctx.row.deadline
+    if deadline is not None and not ctx.cancelling and deadline < due and now >= deadline:
+        raise TimedOut()
 
 
 def _until(due: float) -> str:
@@ -91,11 +110,11 @@ def wait_for_signal(
     The workflow is suspended (no thread held) until the signal comes; with ``timeout``,
     ``default`` is returned once it passes. Each signal is delivered once, in send order.
     """
-    check_text(name, "durable.wait_for_signal(name)")
     limit = seconds(timeout, "wait_for_signal() timeout")
     ctx = require("wait_for_signal")
+    _check_name(ctx, "durable.wait_for_signal(name)", name)
     site, recorded = ctx.begin("signal", name, (), {})
-    deadline = None if limit is None else _time.time() + limit
+    deadline = None if limit is None else ctx.host.time() + limit
     waiting_recorded = False
     if recorded is not None:
         last = recorded[-1]
@@ -113,7 +132,9 @@ def wait_for_signal(
         ctx.append(ctx.event(site, "signal.received", encoding, payload),
                    consume_signal=signal_id)
         return ser.decode(encoding, payload)
-    if deadline is not None and _time.time() >= deadline:
+    now = ctx.host.time()
+    if deadline is not None and now >= deadline:
+        _check_deadline(ctx, now, deadline)
         ctx.append(ctx.event(site, "signal.timeout", ser.JSON, json.dumps(default)
                              if ser.is_plain_json(default) else None))
         return default
@@ -131,13 +152,13 @@ def set_event(key: str, value: Any, allow_pickle: bool = False) -> None:
     ``value`` is JSON (JSON data, or a pydantic model or dataclass, read back as a dict)
     unless ``allow_pickle=True``: the reader would run code to unpickle it.
     """
-    check_text(key, "durable.set_event(key, ...)")
     ctx = require("set_event")
+    _check_name(ctx, "durable.set_event(key, ...)", key)
     site, recorded = ctx.begin("event", key, (), {})
     if recorded is not None:
         return
     if allow_pickle:
-        encoding, payload = ctx.encode(site, f"event {key!r}", value, None)
+        encoding, payload, _ = ctx.encode(site, f"event {key!r}", value, None, VALUE_FIX)
     else:
         encoding, payload = encode_message(value, False, ctx.workflow_id, site.call,
                                            f"event {key!r}")
@@ -152,18 +173,31 @@ def patched(change_id: str) -> bool:
         if durable.patched("add-fraud-check"):
             fraud_check(order)
     """
+    if not isinstance(change_id, str):
+        raise InvalidArgument(f"durable.patched() takes a str change id, not {change_id!r}")
     ctx = require("patched")
     recorded = ctx.history.of(ctx.call + 1)
-    if recorded is not None and not (recorded[0].kind == "patch"
-                                     and recorded[0].name == change_id):
+    if recorded is not None and recorded[0].kind == "patch" and recorded[0].name == change_id:
+        ctx.begin("patch", change_id, (), {})  # the log says this run took the patch here
+        ctx.patches[change_id] = True
+        return True
+    known = ctx.patches.get(change_id)
+    if known is not None:
+        return known  # answered once per run: an old run stays old after a wait, too
+    if recorded is not None:
+        ctx.patches[change_id] = False
         return False  # an older run: its log goes on without this patch; take no call number
     site, recorded = ctx.begin("patch", change_id, (), {})
     if recorded is None:
         ctx.append(ctx.event(site, "patch", ser.JSON, "true"))
+    ctx.patches[change_id] = True
     return True
 
 
-def compensate(step: Step, *args: Any, **kwargs: Any) -> None:
+P = ParamSpec("P")
+
+
+def compensate(step: Step[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
     """Register ``step(*args, **kwargs)`` to run if the workflow fails or is cancelled.
 
     Registered compensations run in reverse order, each exactly once, as recorded steps.
@@ -203,11 +237,12 @@ class _State(MutableMapping[str, Any]):
         return self._ctx().state[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        check_text(key, "durable.state[key] = ...")
         ctx = self._ctx()
+        _check_name(ctx, "durable.state key", key)
         site, recorded = ctx.begin("state", key, (), {})
         if recorded is None:
-            encoding, payload = ctx.encode(site, f"state[{key!r}]", value, None)
+            encoding, payload, value = ctx.encode(site, f"state[{key!r}]", value, None,
+                                                  VALUE_FIX)
             ctx.append(ctx.event(site, "state.set", encoding, payload))
         else:
             last = recorded[-1]
@@ -217,8 +252,8 @@ class _State(MutableMapping[str, Any]):
         ctx.state[key] = value
 
     def __delitem__(self, key: str) -> None:
-        check_text(key, "del durable.state[key]")
         ctx = self._ctx()
+        _check_name(ctx, "durable.state key", key)
         if key not in ctx.state:
             raise KeyError(key)
         site, recorded = ctx.begin("state", key, (), {})

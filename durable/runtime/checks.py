@@ -10,14 +10,14 @@ from durable.errors import InvalidArgument, PickleRefused, SerializationError
 
 
 def check_text(value: Any, what: str) -> str:
-    """``value`` if it is a str the database can store, else InvalidArgument.
+    """``value`` if it is a non-empty str the database can store, else InvalidArgument.
 
     ``what`` names the argument and its call, e.g. ``"send_signal(..., name=...)"``.
     """
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value:
         raise InvalidArgument(
-            f"{what}: must be a str, not {type(value).__name__} ({value!r}); "
-            "names, keys and ids are text")
+            f"{what}: must be a str and not empty, not {type(value).__name__} ({value!r}); "
+            "names, keys and ids are text, such as \"approved\"")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, overload
+
+from typing_extensions import TypeVar
 
 from durable import serialization as ser
-from durable.errors import WorkflowCancelled, WorkflowFailed, WorkflowFinished
+from durable.errors import ChildConflict, WorkflowCancelled, WorkflowFailed, WorkflowFinished
 from durable.replay import CallSite, Recorded
-from durable.runtime.context import ReplayEnd, TimedOut, WorkflowContext, require
+from durable.runtime.context import (
+    INFO,
+    ReplayEnd,
+    TimedOut,
+    WorkflowContext,
+    log,
+    log_fields,
+    require,
+)
 from durable.runtime.queues import queued_row
 from durable.runtime.rows import new_row, started_event
 
@@ -18,6 +27,11 @@ if TYPE_CHECKING:
     from durable.runtime.host import Host
     from durable.runtime.queues import Queue
     from durable.runtime.registry import Workflow
+    from durable.store import WorkflowRow
+
+P = ParamSpec("P")
+#: The child's result type (``Any`` when not known).
+R = TypeVar("R", default=Any)
 
 #: A parent waiting on a detached child (which does not wake it when it ends) looks again
 #: after a tenth of the time it has waited so far, within these bounds (seconds).
@@ -33,18 +47,19 @@ def child_id(parent_id: str, run: int, call: int) -> str:
     return f"{parent_id}/call-{call}" if run == 1 else f"{parent_id}/run-{run}/call-{call}"
 
 
-class ChildHandle:
+class ChildHandle(Generic[R]):
     """A child workflow started with :func:`start_child`; ``result()`` waits durably."""
 
     def __init__(self, ctx: WorkflowContext, site: CallSite, workflow_id: str,
-                 workflow: Workflow, recorded: list[Recorded] | None, detached: bool) -> None:
+                 workflow: Workflow[..., R], recorded: list[Recorded] | None,
+                 detached: bool) -> None:
         self._ctx, self._site, self._recorded = ctx, site, list(recorded or [])
         self.workflow_id, self.workflow, self.detached = workflow_id, workflow, detached
 
     def __repr__(self) -> str:
         return f"<ChildHandle {self.workflow_id!r}>"
 
-    def result(self) -> Any:
+    def result(self) -> R:
         """The child's result; the parent is suspended (no thread held) until it ends.
 
         Raises:
@@ -59,7 +74,7 @@ class ChildHandle:
         if ctx.replaying:
             raise ReplayEnd(site)
         deadline = ctx.row.deadline
-        if deadline is not None and not ctx.cancelling and time.time() >= deadline:
+        if deadline is not None and not ctx.cancelling and ctx.host.time() >= deadline:
             # Its children share its deadline: the parent fails with its own timeout,
             # not with the timeout of the child it waited for.
             raise TimedOut()
@@ -76,17 +91,19 @@ class ChildHandle:
         wake_at = None
         if self.detached:
             # A detached child has no parent link, so its end wakes nobody: look again.
-            started = self._recorded[0].created if self._recorded else time.time()
+            now = ctx.host.time()
+            started = self._recorded[0].created if self._recorded else now
             low, high = DETACHED_POLL
-            wake_at = time.time() + min(high, max(low, (time.time() - started) / 10))
+            wake_at = now + min(high, max(low, (now - started) / 10))
         raise ctx.suspend(status="WAITING", wake_at=wake_at, waiting=f"child {self.workflow_id}",
                           recheck=("child", self.workflow_id))
 
 
-def _outcome(workflow_id: str, workflow: Workflow, kind: str, encoding: str,
-             payload: Any) -> Any:
+def _outcome(workflow_id: str, workflow: Workflow[..., R], kind: str, encoding: str,
+             payload: Any) -> R:
     if kind == "child.completed":
-        return ser.decode(encoding, payload, workflow.returns)
+        value: R = ser.decode(encoding, payload, workflow.returns)
+        return value
     error = ser.decode_error(payload)
     if isinstance(error, WorkflowCancelled):
         raise error
@@ -94,9 +111,19 @@ def _outcome(workflow_id: str, workflow: Workflow, kind: str, encoding: str,
         from error
 
 
-def start_child(wf: Workflow, *args: Any, detached: bool = False,
-                queue: Queue | str | None = None, priority: int | None = None,
-                **kwargs: Any) -> ChildHandle:
+# PEP 612 allows no ``detached=`` between ``*args: P.args`` and ``**kwargs: P.kwargs``:
+# the checked form has no ``detached``; with ``detached=`` (or ``queue=``) the arguments
+# are unchecked.
+@overload
+def start_child(wf: Workflow[P, R], /, *args: P.args, **kwargs: P.kwargs) -> ChildHandle[R]: ...
+@overload
+def start_child(wf: Workflow[..., R], /, *args: Any, detached: bool,
+                **kwargs: Any) -> ChildHandle[R]: ...
+@overload
+def start_child(wf: Workflow[..., R], /, *args: Any, queue: Queue | str,
+                priority: int | None = None, detached: bool = False,
+                **kwargs: Any) -> ChildHandle[R]: ...
+def start_child(wf: Workflow[..., Any], /, *args: Any, **kwargs: Any) -> ChildHandle[Any]:
     """Start a child workflow (id ``parent-id/call-N``) and return a handle to wait on.
 
     A child inherits its parent's deadline and is cancelled when the parent fails or is
@@ -108,12 +135,14 @@ def start_child(wf: Workflow, *args: Any, detached: bool = False,
         >>> handles = [durable.start_child(resize, image) for image in images]
         >>> sizes = [h.result() for h in handles]
     """
+    detached = bool(kwargs.pop("detached", False))
+    queue, priority = kwargs.pop("queue", None), kwargs.pop("priority", None)
     return _start(require("start_child"), wf, args, kwargs, detached, queue, priority)
 
 
-def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any],
-           detached: bool, queue: Queue | str | None = None,
-           priority: int | None = None) -> ChildHandle:
+def _start(ctx: WorkflowContext, wf: Workflow[..., R], args: tuple[Any, ...],
+           kwargs: dict[str, Any], detached: bool, queue: Queue | str | None = None,
+           priority: int | None = None) -> ChildHandle[R]:
     site, recorded = ctx.begin("child", wf.name, args, kwargs)
     new_id = child_id(ctx.workflow_id, ctx.row.run, site.call)
     if recorded is None:
@@ -133,17 +162,42 @@ def _start(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...], kwargs: di
                              parent_id=parent_id, deadline=deadline)
         # Creating the child is idempotent by its deterministic id, so a crash between
         # these two transactions only means the next replay finds the child already there.
-        host.store.create_workflow(row, [started_event(wf, row, args, kwargs)])
+        started = started_event(wf, row, args, kwargs)
+        existing = host.store.create_workflow(row, [started])
+        if existing is not None:  # ours from before a crash, or a stranger's: refuse those
+            _check_same_child(ctx, site.call, existing, row, started.digest)
         event = ctx.event(site, "child.started", ser.JSON,
                           json.dumps({"workflow_id": new_id, "detached": detached}))
         ctx.append(event)
         host.wake()
+        if log.isEnabledFor(INFO):
+            log.info("workflow %r (%s) started as call #%d of %r", new_id, wf.name, site.call,
+                     ctx.workflow_id, extra={**log_fields(row, 0, "started"),
+                                            "parent_id": ctx.workflow_id})
         recorded = [Recorded(event.position, site.call, event.kind, site.name, site.digest,
-                             site.args, event.encoding, event.payload, time.time())]
+                             site.args, event.encoding, event.payload, host.time())]
     return ChildHandle(ctx, site, new_id, wf, recorded, detached)
 
 
-def run_child(ctx: WorkflowContext, wf: Workflow, args: tuple[Any, ...],
+def _check_same_child(ctx: WorkflowContext, call: int, existing: WorkflowRow,
+                      row: WorkflowRow, digest: str) -> None:
+    """The workflow found under a child's id must be that child (started by this call
+    before a crash): same name, same parent, same arguments. Anything else would answer
+    the parent with a stranger's result."""
+    if existing.name != row.name:
+        difference = f"another name ({existing.name!r}, not {row.name!r})"
+    elif existing.parent_id != row.parent_id:
+        difference = (f"another parent ({existing.parent_id!r}, not {row.parent_id!r})"
+                      if existing.parent_id else "no parent (it was started on its own)")
+    else:
+        first = ctx.host.store.events(existing.workflow_id, 1)[:1]
+        if first and first[0].digest == digest:
+            return
+        difference = "other arguments"
+    raise ChildConflict(existing.workflow_id, ctx.workflow_id, call, difference)
+
+
+def run_child(ctx: WorkflowContext, wf: Workflow[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
     """A workflow called inside a workflow: start it as a child and wait for it."""
     return _start(ctx, wf, args, kwargs, detached=False).result()

@@ -23,7 +23,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from durable import serialization as ser
-from durable.errors import NonDeterminismError, NotInWorkflow, SerializationError, Unwind
+from durable.errors import (
+    RETURN_FIX,
+    NonDeterminismError,
+    NotInWorkflow,
+    SerializationError,
+    Unwind,
+)
 from durable.replay import FAMILY, CallSite, History, Recorded, describe_change, new_site
 from durable.store import NewEvent
 
@@ -35,8 +41,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable")
 
+INFO, DEBUG = logging.INFO, logging.DEBUG
+
+
+def log_fields(row: WorkflowRow, call: int, event: str, **more: Any) -> dict[str, Any]:
+    """The ``extra`` of a log line about a workflow: its id, name and call number, what
+    happened (``event``), and more fields, for structured handlers (``--log-format json``)."""
+    return {"workflow_id": row.workflow_id, "workflow_name": row.name, "call": call,
+            "event": event, **more}
+
+
 current_context: ContextVar[WorkflowContext | None] = ContextVar("durable_workflow", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("durable_step", default=None)
+#: The workflow id of the running step (its key alone is ambiguous from run 2 on).
+current_step_workflow: ContextVar[str | None] = ContextVar("durable_step_workflow",
+                                                           default=None)
 
 
 
@@ -100,6 +119,8 @@ class WorkflowContext:
     cancelling: bool = False
     diverged: NonDeterminismError | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    #: ``durable.patched`` answers of this run: the first answer holds for the whole run.
+    patches: dict[str, bool] = field(default_factory=dict)
     compensations: list[tuple[int, Step, tuple[Any, ...], dict[str, Any]]] = field(
         default_factory=list
     )
@@ -108,6 +129,11 @@ class WorkflowContext:
     driver: AsyncDriver | None = None  # hands step results to an async workflow's coroutines
     #: A pause was asked for while a step ran beside the workflow: taken at the next call.
     pause_requested: bool = False
+    #: When (time.monotonic) the pending control was last learnt from the store (an
+    #: append returns it); 0: never, so the first new call asks. See before_new_call.
+    control_seen: float = 0.0
+    #: The host's count of controls sent through it, when control_seen was last set.
+    control_epoch: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _inflight: int = 0  # steps running beside the workflow's thread
     _settled: threading.Condition = field(default_factory=threading.Condition)
@@ -137,7 +163,13 @@ class WorkflowContext:
             if self.unwound is not None and not self.cancelling and number > self.unwound[0]:
                 raise self._unwind()
             self.call = number
-        digest, text = ser.digest_text(args, kwargs)
+        try:
+            digest, text = ser.digest_text(args, kwargs)
+        except ser.Unserializable as error:
+            raise SerializationError(
+                self.workflow_id, number, f"arguments of {family} {name}", error.type_name,
+                error.reason,
+            ) from error
         site = new_site((number, family, name, digest, text))
         recorded = self.history.by_call.get(number)
         if (self.unwound is not None and not self.cancelling and number == self.unwound[0]
@@ -222,7 +254,8 @@ class WorkflowContext:
     def append(self, *events: NewEvent, **options: Any) -> None:
         """Append events (fenced). A pending pause suspends and a cancel unwinds afterwards."""
         control = self.host.store.append(self.workflow_id, self.host.owner, list(events),
-                                         **options)
+                                         now=self.host.time(), **options)
+        self.control_seen = time.monotonic()
         if control == "pause" and not options.get("update"):
             if beside():
                 self.pause_requested = True  # the workflow's thread pauses at its next call
@@ -254,7 +287,7 @@ class WorkflowContext:
             with self._settled:  # steps running beside it record their outcomes first
                 self._settled.wait_for(lambda: self._inflight == 0)
         deadline = self.row.deadline
-        if deadline is not None and not self.cancelling and time.time() >= deadline:
+        if deadline is not None and not self.cancelling and self.host.time() >= deadline:
             raise TimedOut()  # woken at its deadline: waiting again would loop forever
         if deadline is not None and (wake_at is None or wake_at > deadline):
             wake_at = deadline  # wake in time to fail with the workflow's timeout
@@ -263,18 +296,28 @@ class WorkflowContext:
             "wait_signal": recheck[1] if recheck and recheck[0] == "signal" else None,
         }, recheck=recheck)
         self.host.notify()
+        if log.isEnabledFor(INFO):
+            log.info("workflow %r (%s) suspended at call #%d (%s): waiting for %s",
+                     self.workflow_id, self.row.name, self.call, status, waiting,
+                     extra=log_fields(self.row, self.call, "suspended", status=status,
+                                  waiting=waiting, wake_at=wake_at))
         return Suspend()
 
-    def encode(self, site: CallSite, what: str, value: Any, annotation: Any) -> tuple[str, Any]:
+    def encode(self, site: CallSite, what: str, value: Any, annotation: Any,
+               fix: str = RETURN_FIX) -> tuple[str, Any, Any]:
+        """``(encoding, payload, decoded)``: ``value`` as the log keeps it, checked to read
+        back, and the value every replay will decode (what the live run must see too);
+        :class:`SerializationError` naming ``what`` (and the type) with ``fix``, what to
+        do, if it cannot be."""
         try:
-            encoding, payload = ser.encode(value, annotation)
+            encoding, payload, decoded = ser.encode_checked(value, annotation)
         except ser.Unserializable as error:
             raise SerializationError(
-                self.workflow_id, site.call, what, error.type_name, error.reason
+                self.workflow_id, site.call, what, error.type_name, error.reason, fix
             ) from error
         if len(payload) > ser.LARGE_PAYLOAD:
             _warn_large(self.workflow_id, site, len(payload))
-        return encoding, payload
+        return encoding, payload, decoded
 
 
 def _warn_large(workflow_id: str, site: CallSite, size: int) -> None:
@@ -321,13 +364,24 @@ def record_value(function: str, produce: Callable[[], Any], args: tuple[Any, ...
     return value
 
 
+def host_time() -> float:
+    """The running workflow's engine clock (virtual in a test engine); time.time() outside."""
+    ctx = current_context.get()
+    return time.time() if ctx is None else ctx.host.time()
+
+
 def now() -> datetime:
-    """The current time as an aware UTC datetime, recorded: replay returns the same."""
-    return datetime.fromtimestamp(record_value("now", time.time), UTC)
+    """The current time as an aware UTC datetime, recorded: replay returns the same.
+
+    It is the engine's clock: a test engine's virtual time.
+    """
+    return datetime.fromtimestamp(record_value("now", host_time), UTC)
 
 
 def step_key() -> str:
-    """A stable idempotency key for the running step: ``workflow_id:call_number``.
+    """A stable idempotency key for the running step, unique across the runs of its
+    workflow id: ``workflow_id:call`` in the first run, ``workflow_id:run:call`` after
+    ``continue_as_new``.
 
     Pass it to external systems so that a step re-run after a crash does its effect once.
     """

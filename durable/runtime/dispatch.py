@@ -19,7 +19,7 @@ from durable.runtime.registry import Step, Workflow
 from durable.runtime.steps import run_plain, run_step
 
 
-def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call_step(step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = current_context.get()
     if ctx is None or current_step_key.get() is not None:
         # Outside a workflow, or inside another step: a plain call with its retry policy.
@@ -31,11 +31,11 @@ def call_step(step: Step, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return run_step(ctx, step, site, recorded, args, kwargs)
 
 
-def call_workflow(wf: Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def call_workflow(wf: Workflow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ctx = current_context.get()
     if ctx is not None and current_step_key.get() is None:
         return run_child(ctx, wf, args, kwargs)
-    return current_host(wf.name).run(wf, *args, **kwargs)
+    return current_host(wf.name).run_workflow(wf, args, kwargs)
 
 
 Step.dispatch = call_step

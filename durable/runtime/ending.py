@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from durable import serialization as ser
 from durable.errors import SerializationError, Unwind, WorkflowTimeout
 from durable.replay import Recorded
 from durable.runtime.children import cancel_children
-from durable.runtime.context import COMPENSATING, ReplayEnd, Suspend, WorkflowContext
+from durable.runtime.context import (
+    COMPENSATING,
+    INFO,
+    ReplayEnd,
+    Suspend,
+    WorkflowContext,
+    log_fields,
+)
 from durable.runtime.registry import find_workflow
 from durable.runtime.steps import run_recorded_step
 from durable.status import Status
@@ -59,11 +65,31 @@ def finish(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
     position = ctx.position
     ctx.position += 1
     event = NewEvent(position, 0, _END_KINDS[status], row.name, "", "", encoding, payload)
-    ctx.host.store.append(row.workflow_id, ctx.host.owner, [event], update={
+    control = ctx.host.store.append(row.workflow_id, ctx.host.owner, [event], update={
         "status": status.value, "owner": None, "wake_at": None, "wait_signal": None,
         "waiting": None, "control": None, "output_encoding": encoding, "output": payload,
         "error": None,
-    }, wake=row.parent_id)
+    }, wake=row.parent_id, now=ctx.host.time())
+    if control == "cancel" and status is Status.SUCCESS:
+        # A cancel accepted after the last call: the store wrote nothing; end CANCELLED.
+        ctx.position -= 1
+        finish(ctx, Status.CANCELLED, None)
+        return
+    if log.isEnabledFor(INFO):
+        _log_end(ctx, status, outcome)
+
+
+def _log_end(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
+    row = ctx.row
+    duration = ctx.host.time() - row.created
+    extra = log_fields(row, ctx.call, status.value.lower(), status=status.value, duration=duration)
+    if status is Status.FAILURE:
+        extra["error"] = f"{type(outcome).__name__}: {outcome}"
+        log.warning("workflow %r (%s) failed after %.3f s at call #%d: %s", row.workflow_id,
+                    row.name, duration, ctx.call, extra["error"], extra=extra)
+    else:
+        log.info("workflow %r (%s) finished %s in %.3f s (%d calls)", row.workflow_id,
+                 row.name, status.value, duration, ctx.call, extra=extra)
 
 
 def _mark_compensating(ctx: WorkflowContext, status: Status, outcome: Any) -> None:
@@ -87,9 +113,9 @@ def _mark_compensating(ctx: WorkflowContext, status: Status, outcome: Any) -> No
     marker = NewEvent(position, 0, COMPENSATING, ctx.row.name, "", "", ser.JSON,
                       json.dumps({"at": ctx.call, "reason": reason}))
     ctx.host.store.append(ctx.workflow_id, ctx.host.owner, [marker],
-                            update={"control": "compensating"})
+                          update={"control": "compensating"}, now=ctx.host.time())
     ctx.history.add(Recorded(position, 0, COMPENSATING, ctx.row.name, "", "", ser.JSON,
-                             marker.payload, time.time()))
+                             marker.payload, ctx.host.time()))
 
 
 def run_compensations(ctx: WorkflowContext) -> None:

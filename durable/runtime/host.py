@@ -54,8 +54,10 @@ class Host(Protocol):
     def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow (a child of a run that fails or is cancelled)."""
 
-    def run(self, wf: Workflow, *args: Any, **kwargs: Any) -> Any:
-        """Start a workflow and wait for its result."""
+    def run_workflow(self, wf: Workflow[..., Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """Start a workflow with these arguments (a ``workflow_id`` among them is the
+        workflow's own argument) and wait for its result."""
 
 
 _hosts: list[Host] = []

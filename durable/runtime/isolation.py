@@ -34,9 +34,9 @@ def _serve(conn: Connection) -> None:
             request = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        fn, args, kwargs, key = cloudpickle.loads(request)
+        fn, args, kwargs, key, workflow_id = cloudpickle.loads(request)
         try:
-            value = run_in_step(key, fn, args, kwargs)
+            value = run_in_step(key, fn, args, kwargs, workflow_id)
             reply = ("ok", cloudpickle.dumps(value))
         except BaseException as error:
             reply = ("error", ser.encode_error(error))
@@ -74,7 +74,7 @@ class ProcessPool:
 
     def run(self, step: Step, args: tuple[Any, ...], kwargs: dict[str, Any], key: str,
             workflow_id: str, call: int) -> Any:
-        request = cloudpickle.dumps((step.fn, args, kwargs, key))
+        request = cloudpickle.dumps((step.fn, args, kwargs, key, workflow_id))
         with self._slots:
             child = self._take()
             try:

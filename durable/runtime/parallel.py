@@ -15,10 +15,12 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
-from typing import Any
+from typing import Any, Generic, ParamSpec, overload
+
+from typing_extensions import TypeVar
 
 from durable.errors import InvalidArgument, Unwind
 from durable.replay import CallSite, Recorded
@@ -31,20 +33,28 @@ from durable.runtime.steps import run_step
 STOP_CHECK_INTERVAL = 0.1
 
 
-class DurableFuture:
-    """The pending result of a submitted step or child workflow."""
+
+P = ParamSpec("P")
+T = TypeVar("T")
+#: The call's result type (``Any`` when not known).
+R = TypeVar("R", default=Any)
+
+
+class DurableFuture(Generic[R]):
+    """The pending result of a submitted step or child workflow (``DurableFuture[R]``)."""
 
     def __init__(self, ctx: WorkflowContext, future: Future[Any] | None = None,
-                 child: ChildHandle | None = None):
+                 child: ChildHandle[R] | None = None):
         self._ctx, self._future, self._child = ctx, future, child
 
-    def result(self) -> Any:
+    def result(self) -> R:
         """Wait for the call and return its result (or raise its error)."""
         if self._child is not None:
             return self._child.result()
         assert self._future is not None
         try:
-            return self._future.result()
+            value: R = self._future.result()
+            return value
         except RetryLater as later:
             raise later.suspend_for(self._ctx) from None
 
@@ -77,8 +87,18 @@ class DurableFuture:
         return True
 
 
-def submit(fn: Step | Workflow, *args: Any, **kwargs: Any) -> DurableFuture:
+@overload
+def submit(fn: Step[P, Coroutine[Any, Any, T]], /, *args: P.args,
+           **kwargs: P.kwargs) -> DurableFuture[T]: ...
+@overload
+def submit(fn: Step[P, T] | Workflow[P, T], /, *args: P.args,
+           **kwargs: P.kwargs) -> DurableFuture[T]: ...
+def submit(fn: Step[..., Any] | Workflow[..., Any], /, *args: Any,
+           **kwargs: Any) -> DurableFuture[Any]:
     """Start a step (in a thread) or a child workflow without waiting for it.
+
+    The future's ``result()`` is the step's or workflow's result (an ``async def`` step
+    submitted runs to its end in a thread: the future holds what it returns).
 
     Example:
         >>> futures = [durable.submit(fetch, url) for url in urls]
@@ -94,7 +114,7 @@ def submit(fn: Step | Workflow, *args: Any, **kwargs: Any) -> DurableFuture:
         )
     site, recorded = ctx.begin("step", fn.name, args, kwargs)
     future: Future[Any] = Future()
-    if recorded is not None and recorded[-1].terminal:
+    if recorded is not None and recorded[-1].terminal:  # answered from the log at once
         try:
             future.set_result(run_step(ctx, fn, site, recorded, args, kwargs))
         except BaseException as error:
@@ -103,7 +123,7 @@ def submit(fn: Step | Workflow, *args: Any, **kwargs: Any) -> DurableFuture:
     return DurableFuture(ctx, ctx.beside(run_step, ctx, fn, site, recorded, args, kwargs))
 
 
-def gather(*futures: DurableFuture) -> list[Any]:
+def gather(*futures: DurableFuture[Any]) -> list[Any]:
     """Wait for every future; return their results in order.
 
     If some failed, the first failure (in argument order) is raised once all have
@@ -162,7 +182,7 @@ class AsyncDriver:
         self._scheduled = False
         self._spins = 0
 
-    def await_step(self, ctx: WorkflowContext, step: Step, site: CallSite,
+    def await_step(self, ctx: WorkflowContext, step: Step[..., Any], site: CallSite,
                    recorded: list[Recorded] | None, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> asyncio.Future[Any]:
         """A future of the step's result, resolved in log order."""
@@ -189,7 +209,7 @@ class AsyncDriver:
                 self._line.append(site.call)
                 self._in_line.add(site.call)
 
-    def _run_live(self, ctx: WorkflowContext, step: Step, site: CallSite,
+    def _run_live(self, ctx: WorkflowContext, step: Step[..., Any], site: CallSite,
                   recorded: list[Recorded] | None, args: tuple[Any, ...],
                   kwargs: dict[str, Any], future: asyncio.Future[Any]) -> None:
         try:
@@ -249,7 +269,7 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-async def await_step(ctx: WorkflowContext, step: Step, site: CallSite,
+async def await_step(ctx: WorkflowContext, step: Step[..., Any], site: CallSite,
                      recorded: list[Recorded] | None, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
     """A step called in an async workflow: run in a thread, its result handed over in

@@ -5,14 +5,23 @@ from __future__ import annotations
 import functools
 import inspect
 import random
-from collections.abc import Callable
+import sys
+import warnings
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Literal, TypeVar, overload
+from typing import Any, ClassVar, Generic, Literal, overload
+
+from typing_extensions import ParamSpec, TypeVar
 
 from durable.errors import DuplicateName, InvalidArgument
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: The parameters of a decorated function (``...`` when not known, as in ``Step`` bare).
+P = ParamSpec("P", default=...)
+#: What a call returns (``Any`` when not known). Covariant: a ``Step[P, CoroutineType]``
+#: is a ``Step[P, Coroutine]``.
+R = TypeVar("R", covariant=True, default=Any)
+T = TypeVar("T")
 
 Backoff = Literal["fixed", "linear", "exponential"]
 
@@ -99,8 +108,8 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 
-WORKFLOWS: dict[str, Workflow] = {}
-STEPS: dict[str, Step] = {}
+WORKFLOWS: dict[str, Workflow[..., Any]] = {}
+STEPS: dict[str, Step[..., Any]] = {}
 
 
 def _default_name(fn: Callable[..., Any]) -> str:
@@ -117,12 +126,17 @@ def _register(table: dict[str, Any], kind: str, name: str, entry: Any) -> None:
     table[name] = entry
 
 
-class Step:
-    """A function whose result is recorded: see :func:`step`."""
+class Step(Generic[P, R]):
+    """A function whose result is recorded: see :func:`step`.
+
+    ``Step[P, R]`` has the parameters ``P`` and the return type ``R`` of the function it
+    decorates, so a type checker checks a call's arguments and knows its result. For an
+    ``async def`` step ``R`` is its coroutine: ``await`` the call in an async workflow.
+    """
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        fn: Callable[P, R],
         name: str | None,
         retry: RetryPolicy | None,
         timeout: float | timedelta | None,
@@ -143,42 +157,111 @@ class Step:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.returns = _return_annotation(fn)
         functools.update_wrapper(self, fn)
+        if name is None and fn.__module__ == "__main__":
+            _warn_main("step", self.name, fn)
         _register(STEPS, "step", self.name, self)
 
     #: How a call is carried out (recorded in a workflow, plain outside one). Set by
     #: :mod:`durable.runtime.dispatch`, which sits above the modules that define steps.
-    dispatch: ClassVar[Callable[[Step, tuple[Any, ...], dict[str, Any]], Any]]
+    dispatch: ClassVar[Callable[[Step[..., Any], tuple[Any, ...], dict[str, Any]], Any]]
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return Step.dispatch(self, args, kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = Step.dispatch(self, args, kwargs)
+        return result
 
     def __repr__(self) -> str:
         return f"<durable step {self.name}>"
 
 
-class Workflow:
-    """A function run durably by an engine: see :func:`workflow`."""
+class Workflow(Generic[P, R]):
+    """A function run durably by an engine: see :func:`workflow`.
+
+    ``Workflow[P, R]`` has the parameters ``P`` of the function it decorates and its
+    result type ``R`` (for an ``async def`` workflow, what its coroutine returns: a
+    workflow call returns the result, also in an async workflow).
+    """
 
     def __init__(
-        self, fn: Callable[..., Any], name: str | None, timeout: float | timedelta | None
+        self, fn: Callable[P, Any], name: str | None, timeout: float | timedelta | None,
+        max_recoveries: int | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or _default_name(fn)
         self.timeout = seconds(timeout, f"workflow {self.name} timeout")
+        if max_recoveries is not None and (
+                type(max_recoveries) is not int or max_recoveries < 0):
+            raise InvalidArgument(f"workflow {self.name}: max_recoveries must be an int >= 0, "
+                                  f"not {max_recoveries!r}")
+        #: Recoveries without progress before the workflow fails (None: the engine's).
+        self.max_recoveries = max_recoveries
         self.is_async = inspect.iscoroutinefunction(fn)
         self.returns = _return_annotation(fn)
         functools.update_wrapper(self, fn)
+        if name is None and fn.__module__ == "__main__":
+            _warn_main("workflow", self.name, fn)
         _register(WORKFLOWS, "workflow", self.name, self)
 
     #: How a call is carried out (a child in a workflow, a run on the open engine outside
     #: one). Set by :mod:`durable.runtime.dispatch`.
-    dispatch: ClassVar[Callable[[Workflow, tuple[Any, ...], dict[str, Any]], Any]]
+    dispatch: ClassVar[Callable[[Workflow[..., Any], tuple[Any, ...], dict[str, Any]], Any]]
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return Workflow.dispatch(self, args, kwargs)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = Workflow.dispatch(self, args, kwargs)
+        return result
+
+    def options(self, *, workflow_id: str | None = None) -> WorkflowOptions[P, R]:
+        """This workflow with start options, for ``engine.start``/``engine.run``: the
+        form whose arguments a type checker still checks.
+
+        Example:
+            >>> engine.start(checkout.options(workflow_id="order-A-17"), "A-17")
+        """
+        return WorkflowOptions(self, workflow_id)
 
     def __repr__(self) -> str:
         return f"<durable workflow {self.name}>"
+
+
+class WorkflowOptions(Generic[P, R]):
+    """A workflow with the options of one start (see :meth:`Workflow.options`)."""
+
+    def __init__(self, workflow: Workflow[P, R], workflow_id: str | None) -> None:
+        self.workflow, self.workflow_id = workflow, workflow_id
+
+    def __repr__(self) -> str:
+        return f"<durable workflow {self.workflow.name} options workflow_id={self.workflow_id!r}>"
+
+
+class MainModuleName(UserWarning):
+    """A workflow or step defined in a script run as ``__main__`` has a name
+    (``__main__.f``) that a worker importing the script as a module will not find."""
+
+
+_warned_main: list[bool] = []  # once per process: the advice covers every function
+
+
+def _warn_main(kind: str, name: str, fn: Callable[..., Any]) -> None:
+    if _warned_main:
+        return
+    _warned_main.append(True)
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if script is None:  # an interactive session, a notebook, python -c
+        where = (f"{kind} {fn.__qualname__} is defined interactively (module __main__), so "
+                 f"it is recorded as {name!r}: no worker in another process can import it")
+        stem = "myapp"
+    else:
+        stem = script.rsplit("/", 1)[-1].removesuffix(".py")
+        where = (f"{kind} {fn.__qualname__} is defined in {script}, run as __main__, so it "
+                 f"is recorded as {name!r}: a worker running `durable worker {script}` "
+                 f"imports that file as module {stem!r} and knows it as "
+                 f"{stem}.{fn.__qualname__}")
+    warnings.warn(
+        f"{where}, so it cannot recover the workflows this process starts. Give your "
+        f"workflows and steps stable names, such as @durable.{kind}(name="
+        f"\"{stem}.{fn.__qualname__}\"), or define them in a module that the script "
+        "imports. (Said once per process.)",
+        MainModuleName, stacklevel=4,
+    )
 
 
 def _return_annotation(fn: Callable[..., Any]) -> Any:
@@ -189,19 +272,49 @@ def _return_annotation(fn: Callable[..., Any]) -> Any:
     return hints.get("return")
 
 
+class _WorkflowDecorator:
+    """What ``@durable.workflow(...)`` returns: typed like the bare decorator."""
+
+    def __init__(self, name: str | None, timeout: float | timedelta | None,
+                 max_recoveries: int | None) -> None:
+        self.name, self.timeout, self.max_recoveries = name, timeout, max_recoveries
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, T]], /) -> Workflow[P, T]: ...
+    @overload
+    def __call__(self, fn: Callable[P, T], /) -> Workflow[P, T]: ...
+    def __call__(self, fn: Callable[..., Any], /) -> Workflow[..., Any]:
+        return Workflow(fn, self.name, self.timeout, self.max_recoveries)
+
+
+class _StepDecorator:
+    """What ``@durable.step(...)`` returns: typed like the bare decorator."""
+
+    def __init__(self, name: str | None, retry: RetryPolicy | None,
+                 timeout: float | timedelta | None, isolation: str) -> None:
+        self.name, self.retry, self.timeout, self.isolation = name, retry, timeout, isolation
+
+    def __call__(self, fn: Callable[P, T], /) -> Step[P, T]:
+        return Step(fn, self.name, self.retry, self.timeout, self.isolation)
+
+
 @overload
-def workflow(fn: F, /) -> Workflow: ...
+def workflow(fn: Callable[P, Coroutine[Any, Any, T]], /) -> Workflow[P, T]: ...
+@overload
+def workflow(fn: Callable[P, T], /) -> Workflow[P, T]: ...
 @overload
 def workflow(
-    *, name: str | None = None, timeout: float | timedelta | None = None
-) -> Callable[[F], Workflow]: ...
+    *, name: str | None = None, timeout: float | timedelta | None = None,
+    max_recoveries: int | None = None,
+) -> _WorkflowDecorator: ...
 def workflow(
     fn: Callable[..., Any] | None = None,
     /,
     *,
     name: str | None = None,
     timeout: float | timedelta | None = None,
-) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
+    max_recoveries: int | None = None,
+) -> Workflow[..., Any] | _WorkflowDecorator:
     """Make a function a durable workflow.
 
     Args:
@@ -209,18 +322,21 @@ def workflow(
             the function to recover by this name.
         timeout: the workflow fails with ``WorkflowTimeout`` once this much time has
             passed since it started (seconds or timedelta).
+        max_recoveries: how often it may be recovered after losing its process without
+            recording progress before it fails with ``RecoveryLimitExceeded`` (default:
+            the engine's, 100).
 
     Example:
         >>> @durable.workflow
         ... def checkout(order_id: str) -> dict: ...
     """
     if fn is not None:
-        return Workflow(fn, name, timeout)
-    return lambda f: Workflow(f, name, timeout)
+        return Workflow(fn, name, timeout, max_recoveries)
+    return _WorkflowDecorator(name, timeout, max_recoveries)
 
 
 @overload
-def step(fn: F, /) -> Step: ...
+def step(fn: Callable[P, T], /) -> Step[P, T]: ...
 @overload
 def step(
     *,
@@ -228,7 +344,7 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
     isolation: str = "thread",
-) -> Callable[[F], Step]: ...
+) -> _StepDecorator: ...
 def step(
     fn: Callable[..., Any] | None = None,
     /,
@@ -237,7 +353,7 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | timedelta | None = None,
     isolation: str = "thread",
-) -> Step | Callable[[Callable[..., Any]], Step]:
+) -> Step[..., Any] | _StepDecorator:
     """Make a function a step: inside a workflow its result is recorded and never re-run.
 
     Args:
@@ -249,9 +365,9 @@ def step(
     """
     if fn is not None:
         return Step(fn, name, retry, timeout, isolation)
-    return lambda f: Step(f, name, retry, timeout, isolation)
+    return _StepDecorator(name, retry, timeout, isolation)
 
 
-def find_workflow(name: str) -> Workflow | None:
+def find_workflow(name: str) -> Workflow[..., Any] | None:
     """The workflow registered under ``name`` in this process."""
     return WORKFLOWS.get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
@@ -11,6 +12,7 @@ from durable.errors import (
     SerializationError,
     WorkflowCancelled,
     WorkflowFailed,
+    argument_fix,
 )
 from durable.runtime.registry import Workflow, find_workflow
 from durable.status import Status
@@ -56,10 +58,26 @@ def encode_input(
     try:
         return ser.encode([list(args), kwargs])
     except ser.Unserializable as error:
+        name, culprit = _culprit(workflow, args, kwargs, error)
         raise SerializationError(
-            workflow_id, 0, f"arguments of workflow {workflow.name}", error.type_name,
-            error.reason,
+            workflow_id, 0, f"argument {name} of workflow {workflow.name}", culprit.type_name,
+            culprit.reason, argument_fix(culprit.type_name),
         ) from error
+
+
+def _culprit(workflow: Workflow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             error: ser.Unserializable) -> tuple[str, ser.Unserializable]:
+    """The argument that cannot be recorded (by its parameter's name) and its error."""
+    try:
+        named = dict(inspect.signature(workflow.fn).bind_partial(*args, **kwargs).arguments)
+    except (TypeError, ValueError):
+        named = {**{f"#{i + 1}": value for i, value in enumerate(args)}, **kwargs}
+    for name, value in named.items():
+        try:
+            ser.encode(value)
+        except ser.Unserializable as found:
+            return repr(name) if not name.startswith("#") else name, found
+    return "list", error
 
 
 def decode_input(row: WorkflowRow) -> tuple[tuple[Any, ...], dict[str, Any]]:

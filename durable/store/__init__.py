@@ -44,8 +44,11 @@ class Store(StoreReads, Protocol):
 
     path: str
 
-    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        """Insert a workflow and its first events; the existing row if the id is taken."""
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
+                        publish: list[tuple[str, str, Any]] | None = None
+                        ) -> WorkflowRow | None:
+        """Insert a workflow and its first events, and its published events ``publish``
+        ((key, encoding, payload), a fork's); the existing row if the id is taken."""
 
     def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[WorkflowRow]:
         """Take up to ``limit`` runnable workflows for ``owner``."""
@@ -63,8 +66,12 @@ class Store(StoreReads, Protocol):
         publish: tuple[str, str, Any] | None = None,
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
+        now: float | None = None,
     ) -> str | None:
         """Fenced append: raise :class:`Fenced` unless ``owner`` owns the workflow.
+
+        ``now`` is the engine's clock (``time.time()`` if not given): the events' time,
+        the row's ``updated``, and the ``wake_at`` of a workflow woken by this append.
 
         In the same transaction: applies ``update`` to the workflow row, marks the
         signal ``consume_signal`` consumed by the first event, stores ``publish``
@@ -72,14 +79,21 @@ class Store(StoreReads, Protocol):
         workflow ``wake`` if it waits, and after an update that arms a wait, wakes this
         one at once if what it waits for (``("signal", name)``, ``("child", id)``) is
         already there. A pending pause replaces an update that gives the workflow up;
-        a pending cancel refuses it. Returns the pending control request or None.
+        a pending cancel refuses it, and refuses a ``SUCCESS`` close outright (nothing
+        is written: the caller cancels instead). Returns the pending control request or None.
         """
+
+    def control(self, workflow_id: str) -> str | None:
+        """The pending control request of a workflow (``pause``, ``cancel``,
+        ``compensating``) or None: a cheap read, made before a new call runs."""
 
     def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
         """The oldest unconsumed signal ``name``: ``(id, encoding, payload)``."""
 
-    def retry_set_aside(self) -> None:
-        """Make every workflow set aside with an error (diverged, unknown) runnable now."""
+    def retry_set_aside(self, now: float | None = None) -> None:
+        """Make every workflow set aside with an error (diverged, unknown), or left with a
+        cancel pending by an engine without its code, runnable at ``now`` (the engine's
+        clock; ``time.time()`` if not given)."""
 
     def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
         """Extend the leases ``owner`` holds on ``workflow_ids`` (the ones it is running:
@@ -89,8 +103,10 @@ class Store(StoreReads, Protocol):
         """Release a workflow whose run failed in the storage, runnable again from
         ``retry_at`` (not counted as a recovery); ``why`` is shown as what it waits for."""
 
-    def release(self, owner: str, workflow_id: str | None = None) -> None:
-        """Give up ownership (of one workflow, or of all) so others may claim."""
+    def release(self, owner: str, workflow_id: str | None = None,
+                now: float | None = None) -> None:
+        """Give up ownership (of one workflow, or of all) so others may claim (a released
+        workflow with no wake time is runnable from ``now``, the engine's clock)."""
 
     def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
         """End the lease of a workflow whose execution failed in the engine, as if its
@@ -109,11 +125,21 @@ class Store(StoreReads, Protocol):
         (``control = 'pause'``). Nothing if it is paused already or a cancel is pending."""
 
     def resume(self, workflow_id: str, now: float) -> None:
-        """Withdraw a pending pause, and make a paused workflow runnable at ``now``."""
+        """Withdraw a pending pause, and make a paused workflow runnable at ``now``; a
+        set-aside one (``DIVERGED``, unknown code) too, its stored error cleared at once."""
 
     def request_cancel(self, workflow_id: str, now: float) -> None:
         """Ask an unfinished workflow to cancel (``control = 'cancel'``), waking it at
         ``now``; nothing if it is already compensating."""
+
+    def terminate(self, workflow_id: str, now: float, status: str, encoding: str, payload: Any,
+                  only_diverged: bool = False) -> WorkflowRow | None:
+        """End an unfinished workflow at once, whoever owns it (its owner's next append is
+        Fenced): append its closing event (``workflow.failed`` for ``FAILURE``,
+        ``workflow.cancelled`` for ``CANCELLED``) with ``payload`` after the last one, set
+        ``status`` and ``control = 'terminated'``, and wake its waiting parent. Returns its
+        row as it was, or None when it had ended (or, with ``only_diverged``, is not
+        ``DIVERGED``)."""
 
     def owners(self) -> list[str]:
         """Every owner that holds a workflow now."""
@@ -124,8 +150,10 @@ class Store(StoreReads, Protocol):
     def signals(self, workflow_id: str) -> list[tuple[Any, ...]]:
         """Every signal sent to a workflow: ``(id, name, sent, consumed_position)``."""
 
-    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
-        """Queue a signal and wake the workflow if it waits for that name."""
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any,
+                    now: float | None = None) -> None:
+        """Queue a signal and wake the workflow if it waits for that name (at ``now``, the
+        engine's clock; ``time.time()`` if not given)."""
 
     def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
         """The latest published value of ``key``."""
@@ -134,13 +162,14 @@ class Store(StoreReads, Protocol):
 
     def create_workflows(
         self, items: list[tuple[WorkflowRow, list[NewEvent]]],
-        signal: tuple[str, str, Any] | None = None,
+        signal: tuple[str, str, Any] | None = None, now: float | None = None,
     ) -> list[WorkflowRow | None]:
         """Insert many workflows in one transaction: for each, None if inserted, else the
         row that holds its id. Raises DuplicateWorkflow (nothing written) when a row's
         ``(queue, dedup_id)`` is taken by an unfinished workflow. ``signal`` (name,
         encoding, payload), for one item only, is queued for it in the same transaction
-        (signal-with-start); WorkflowFinished if that workflow already ended."""
+        (signal-with-start; sent at ``now``, the engine's clock); WorkflowFinished if that
+        workflow already ended, WorkflowConflict if its id runs another workflow."""
 
     def claim_queued(
         self, owner: str, now: float, lease_until: float, limit: int, queues: list[QueueLimits]
@@ -174,7 +203,8 @@ class Store(StoreReads, Protocol):
         """Every schedule, by name."""
 
     def fire_schedule(
-        self, name: str, due: float, next_at: float, items: list[tuple[WorkflowRow, list[NewEvent]]]
+        self, name: str, due: float, next_at: float,
+        items: list[tuple[WorkflowRow, list[NewEvent]]], now: float | None = None,
     ) -> bool:
         """If the schedule's ``next_at`` is still ``due``: create ``items`` (ids that exist
         are left alone) and set ``next_at``; one transaction. False if another process

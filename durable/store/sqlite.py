@@ -27,6 +27,7 @@ from durable.store.sqlite_commit import (
     Append,
     Create,
     fast_insert,
+    insert_events,
     not_written,
 )
 from durable.store.sqlite_connect import connect, open_reader, preallocate_wal
@@ -113,8 +114,10 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
 
     # -- workflows --------------------------------------------------------------
 
-    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        request = Create(row, events)
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
+                        publish: list[tuple[str, str, Any]] | None = None
+                        ) -> WorkflowRow | None:
+        request = Create(row, events, publish)
         self._submit(request)  # group-committed with appends: many starts share an fsync
         return request.existing
 
@@ -166,13 +169,14 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
         with self._writing("expiring the leases of a dead owner") as conn:
             conn.execute("UPDATE workflows SET lease_until = 0 WHERE owner = ?", (owner,))
 
-    def retry_set_aside(self) -> None:
+    def retry_set_aside(self, now: float | None = None) -> None:
         """Make every workflow set aside with an error (diverged, unknown) runnable now."""
         with self._writing("retrying workflows set aside") as conn:
             conn.execute(
-                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND error IS NOT NULL "
-                "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
-                (time.time(),),
+                "UPDATE workflows SET wake_at = ? WHERE owner IS NULL AND (error IS NOT NULL "
+                "OR control = 'cancel') AND "
+                "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
+                (time.time() if now is None else now,),
             )
 
     def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
@@ -204,13 +208,14 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
                 (retry_at, owner, workflow_id),
             )
 
-    def release(self, owner: str, workflow_id: str | None = None) -> None:
+    def release(self, owner: str, workflow_id: str | None = None,
+                now: float | None = None) -> None:
         with self._writing("releasing workflows") as conn:
             if workflow_id is None:
                 conn.execute(
                     "UPDATE workflows SET owner = NULL, wake_at = COALESCE(wake_at, ?) "
                     "WHERE owner = ?",
-                    (time.time(), owner),
+                    (time.time() if now is None else now, owner),
                 )
             else:
                 conn.execute(
@@ -261,6 +266,14 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
 
     def resume(self, workflow_id: str, now: float) -> None:
         with self._writing(f"resuming workflow {workflow_id!r}") as conn:
+            # Set aside (diverged, unknown code): runnable now, its old error gone at once,
+            # so result() does not raise it again before an engine claims the workflow.
+            conn.execute(
+                "UPDATE workflows SET status = 'RUNNING', error = NULL, wake_at = ?, "
+                "waiting = NULL, updated = ? WHERE workflow_id = ? AND owner IS NULL AND "
+                f"(status = 'DIVERGED' OR error IS NOT NULL) AND {_UNFINISHED}",
+                (now, now, workflow_id),
+            )
             # A pause still pending is withdrawn; a pending cancel is left alone.
             conn.execute(
                 "UPDATE workflows SET control = NULL, updated = ? WHERE workflow_id = ? "
@@ -292,7 +305,45 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
                 (now, now, workflow_id),
             )
 
+    def terminate(self, workflow_id: str, now: float, status: str, encoding: str, payload: Any,
+                  only_diverged: bool = False) -> WorkflowRow | None:
+        kind = {"FAILURE": "workflow.failed", "CANCELLED": "workflow.cancelled"}[status]
+        with self._writing(f"terminating workflow {workflow_id!r}") as conn:
+            found = conn.execute(f"{SELECT_WORKFLOW} WHERE workflow_id = ?",
+                                 (workflow_id,)).fetchone()
+            if found is None:
+                return None
+            row = WorkflowRow(*found)
+            if row.finished or (only_diverged and row.status != "DIVERGED"):
+                return None
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(position), -1) FROM events WHERE workflow_id = ?",
+                (workflow_id,),
+            ).fetchone()
+            # Taking the next position fences the owner twice over: it no longer owns the
+            # row, and its next event would collide with this one.
+            insert_events(conn, workflow_id, row.run,
+                          [NewEvent(last + 1, 0, kind, row.name, "", "", encoding, payload)], now)
+            conn.execute(
+                "UPDATE workflows SET status = ?, owner = NULL, lease_until = NULL, "
+                "wake_at = NULL, wait_signal = NULL, waiting = NULL, control = 'terminated', "
+                "output_encoding = ?, output = ?, error = NULL, updated = ? "
+                "WHERE workflow_id = ?",
+                (status, encoding, payload, now, workflow_id),
+            )
+            if row.parent_id is not None:
+                conn.execute(
+                    "UPDATE workflows SET wake_at = ? WHERE workflow_id = ? AND owner IS NULL "
+                    "AND status = 'WAITING'",
+                    (now, row.parent_id),
+                )
+        return row
+
     # -- the log ----------------------------------------------------------------
+
+    def control(self, workflow_id: str) -> str | None:
+        rows = self._read("SELECT control FROM workflows WHERE workflow_id = ?", (workflow_id,))
+        return rows[0][0] if rows else None
 
     def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
         if run is None:
@@ -324,9 +375,10 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
         publish: tuple[str, str, Any] | None = None,
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
+        now: float | None = None,
     ) -> str | None:
         request = Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
-                          wake)
+                          wake, now)
         self._submit(request)
         return request.control
 
@@ -469,8 +521,9 @@ class SQLiteStore(SQLiteReads, SQLiteOps):
         )
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
-    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
-        now = time.time()
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any,
+                    now: float | None = None) -> None:
+        now = time.time() if now is None else now
         with self._writing(f"sending signal {name!r} to workflow {workflow_id!r}") as conn:
             conn.execute(
                 "INSERT INTO signals (workflow_id, name, encoding, payload, sent) "

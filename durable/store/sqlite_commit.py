@@ -39,16 +39,17 @@ def not_written(request: Append | Create, path: str, closed: bool) -> BaseExcept
 class Append:
     """One append request waiting for a group commit."""
 
-    __slots__ = ("consume_signal", "control", "done", "error", "events", "owner", "publish",
-                 "recheck", "simple", "update", "waiter", "wake", "workflow_id")
+    __slots__ = ("consume_signal", "control", "done", "error", "events", "now", "owner",
+                 "publish", "recheck", "simple", "update", "waiter", "wake", "workflow_id")
 
     def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
                  update: dict[str, Any] | None, consume_signal: int | None,
                  publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
-                 wake: str | None) -> None:
+                 wake: str | None, now: float | None = None) -> None:
         self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
         self.consume_signal, self.publish, self.recheck, self.wake = (
             consume_signal, publish, recheck, wake)
+        self.now = now  # the engine's clock; None: time.time() at commit
         self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
         self.done = False
         self.control: str | None = None
@@ -62,10 +63,13 @@ class Append:
 class Create:
     """A new workflow (row and first events) waiting for a group commit."""
 
-    __slots__ = ("done", "error", "events", "existing", "row", "waiter", "workflow_id")
+    __slots__ = ("done", "error", "events", "existing", "publish", "row", "waiter",
+                 "workflow_id")
 
-    def __init__(self, row: WorkflowRow, events: list[NewEvent]) -> None:
+    def __init__(self, row: WorkflowRow, events: list[NewEvent],
+                 publish: list[tuple[str, str, Any]] | None = None) -> None:
         self.row, self.events, self.workflow_id = row, events, row.workflow_id
+        self.publish = publish
         self.done = False
         self.existing: WorkflowRow | None = None
         self.error: BaseException | None = None
@@ -83,6 +87,9 @@ class Create:
             self.existing = WorkflowRow(*found)
             return
         insert_events(conn, self.workflow_id, row.run, self.events, row.created)
+        if self.publish:
+            conn.executemany("INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
+                             [(self.workflow_id, *p, row.created) for p in self.publish])
 
 
 _CREATE_WORKFLOW = (
@@ -104,7 +111,8 @@ def fast_insert(conn: sqlite3.Connection, request: Append) -> bool:
     try:
         cursor = conn.execute(_FAST_INSERT, (
             request.workflow_id, e.position, e.call, e.kind, e.name, e.digest, e.args,
-            e.encoding, e.payload, time.time(), request.workflow_id, request.owner,
+            e.encoding, e.payload, time.time() if request.now is None else request.now,
+            request.workflow_id, request.owner,
         ))
     except sqlite3.IntegrityError as error:
         if position_taken(error):  # another executor wrote: we lost the workflow
@@ -125,7 +133,7 @@ _PRIMARY_KEY_CONFLICT = 1555  # SQLITE_CONSTRAINT_PRIMARYKEY
 
 def apply_append(conn: sqlite3.Connection, request: Append) -> str | None:
     """The full fenced append (see Store.append), inside the caller's transaction."""
-    now = time.time()
+    now = time.time() if request.now is None else request.now
     workflow_id, owner, events, update = (
         request.workflow_id, request.owner, request.events, request.update)
     found = conn.execute(
@@ -134,6 +142,8 @@ def apply_append(conn: sqlite3.Connection, request: Append) -> str | None:
     if found is None or found[0] != owner:
         raise Fenced(workflow_id)
     control, run = found[1], found[2]
+    if control == "cancel" and update is not None and update.get("status") == "SUCCESS":
+        return "cancel"  # a cancel that came after the last call wins: nothing is written
     try:
         insert_events(conn, workflow_id, run, events, now)
     except sqlite3.IntegrityError as error:

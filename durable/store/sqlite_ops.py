@@ -56,23 +56,25 @@ class SQLiteOps:
 
     def create_workflows(
         self, items: list[tuple[WorkflowRow, list[NewEvent]]],
-        signal: tuple[str, str, Any] | None = None,
+        signal: tuple[str, str, Any] | None = None, now: float | None = None,
     ) -> list[WorkflowRow | None]:
         results: list[WorkflowRow | None] = []
         with self._writing(f"starting {len(items)} workflow(s)") as conn:
             for row, events in items:
                 results.append(_insert(conn, row, events))
             if signal is not None:
-                _signal_with_start(conn, items[0][0], results[0], signal)
+                _signal_with_start(conn, items[0][0], results[0], signal,
+                                   time.time() if now is None else now)
         return results
 
     def fire_schedule(
-        self, name: str, due: float, next_at: float, items: list[tuple[WorkflowRow, list[NewEvent]]]
+        self, name: str, due: float, next_at: float,
+        items: list[tuple[WorkflowRow, list[NewEvent]]], now: float | None = None,
     ) -> bool:
         with self._writing(f"firing schedule {name!r}") as conn:
             moved = conn.execute(
                 "UPDATE schedules SET next_at = ?, updated = ? WHERE name = ? AND next_at = ?",
-                (next_at, time.time(), name, due),
+                (next_at, time.time() if now is None else now, name, due),
             ).rowcount
             if not moved:
                 return False  # another process fired this tick (or it was unscheduled)
@@ -286,12 +288,11 @@ def _insert(conn: sqlite3.Connection, row: WorkflowRow, events: list[NewEvent]
 
 
 def _signal_with_start(conn: sqlite3.Connection, row: WorkflowRow, existing: WorkflowRow | None,
-                       signal: tuple[str, str, Any]) -> None:
+                       signal: tuple[str, str, Any], now: float) -> None:
     if existing is not None and existing.name != row.name:  # no signal to the wrong workflow
         raise WorkflowConflict(row.workflow_id, existing.name, row.name)
     if existing is not None and existing.finished:
         raise WorkflowFinished(row.workflow_id, existing.status, f"signal {signal[0]!r} to")
-    now = time.time()
     conn.execute(
         "INSERT INTO signals (workflow_id, name, encoding, payload, sent) VALUES (?, ?, ?, ?, ?)",
         (row.workflow_id, *signal, now),

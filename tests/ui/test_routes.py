@@ -130,20 +130,29 @@ def test_pause_resume_cancel_and_fork(engine: durable.Engine, client: TestClient
     assert "/do/cancel" not in finished  # no control of a finished workflow
 
 
-def test_terminate_and_retry_appear_only_when_the_engine_has_them(
+def test_terminate_from_the_page_ends_the_workflow(
+        engine: durable.Engine, client: TestClient) -> None:
+    _waiting(engine)
+    page = client.get("/w/ap").text
+    assert "/do/terminate" in page
+    client.post("/w/ap/do/terminate", data={"csrf": _csrf(page)})
+    assert engine.handle("ap").status() is durable.Status.FAILURE
+    with pytest.raises(durable.errors.WorkflowFailed) as failed:
+        engine.handle("ap").result(timeout=5)
+    assert isinstance(failed.value.__cause__, durable.errors.WorkflowTerminated)
+
+
+def test_retry_appears_only_when_the_engine_has_it(
         engine: durable.Engine, client_engine: durable.Engine, client: TestClient,
         monkeypatch: pytest.MonkeyPatch) -> None:
     _waiting(engine)
     page = client.get("/w/ap").text
-    assert "/do/terminate" not in page
     assert "/do/retry" in page  # the engine has retry (issue 13)
-    csrf = _csrf(page)
-    assert client.post("/w/ap/do/terminate", data={"csrf": csrf}).status_code == 404
     called: list[str] = []
-    monkeypatch.setattr(client_engine, "terminate", called.append, raising=False)
+    monkeypatch.setattr(client_engine, "retry", called.append, raising=False)
     page = client.get("/w/ap").text
-    assert "/do/terminate" in page
-    client.post("/w/ap/do/terminate", data={"csrf": csrf})
+    assert "/do/retry" in page
+    client.post("/w/ap/do/retry", data={"csrf": _csrf(page)})
     assert called == ["ap"]
 
 

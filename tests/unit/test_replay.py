@@ -58,3 +58,42 @@ def test_history_groups_events_by_call_and_skips_the_workflow_itself() -> None:
     assert history.of(3) is None
     assert [e.call for e in history.first_calls_after(0)] == [1, 2]
     assert (len(history), history.next_position) == (4, 4)
+
+
+def test_a_float_argument_that_differs_suggests_durable_time_and_random_first() -> None:
+    from durable.replay import CallSite, Recorded, describe_change
+
+    recorded = Recorded(3, 1, "step.completed", "charge", "d1", "('A-1', 1733212345.25)",
+                        "json", "null", 0.0)
+    site = CallSite(1, "step", "charge", "d2", "('A-1', 1733212399.5)")
+    change = describe_change(site, recorded, [])
+    assert "a float argument differs (1733212345.25 then, 1733212399.5 now)" in change
+    assert "durable.time() or durable.random()" in change
+
+
+def test_a_uuid_argument_that_differs_suggests_durable_uuid4() -> None:
+    from durable.replay import CallSite, Recorded, describe_change
+
+    recorded = Recorded(3, 1, "step.completed", "tag", "d1",
+                        "[['1b4e28ba-2fa1-11d2-883f-0016d3cca427'], {}]", "json", "null", 0.0)
+    site = CallSite(1, "step", "tag", "d2", "[['6fa459ea-ee8a-3ca4-894e-db77e160355e'], {}]")
+    assert "durable.uuid4()" in describe_change(site, recorded, [])
+
+
+def test_other_arguments_that_differ_get_no_such_hint() -> None:
+    from durable.replay import CallSite, Recorded, describe_change
+
+    recorded = Recorded(3, 1, "step.completed", "charge", "d1", "('A-1', 2.5)", "json", "n", 0.0)
+    site = CallSite(1, "step", "charge", "d2", "('A-2', 2.5)")
+    assert describe_change(site, recorded, []) == "the same call with other arguments"
+
+
+def test_the_error_message_puts_the_recorded_value_advice_before_patched() -> None:
+    from durable.errors import NonDeterminismError
+    from durable.replay import CallSite, Recorded, describe_change
+
+    recorded = Recorded(3, 1, "step.completed", "charge", "d1", "(0.25,)", "json", "n", 0.0)
+    change = describe_change(CallSite(1, "step", "charge", "d2", "(0.75,)"), recorded, [])
+    text = str(NonDeterminismError("wf", 1, "step charge(0.25)", "step charge(0.75)", "x:1",
+                                   change))
+    assert text.index("durable.time()") < text.index("durable.patched()")

@@ -47,7 +47,7 @@ def values() -> list[object]:
     return seen
 
 
-@durable.workflow(name="crashy.suicide")
+@durable.workflow(name="crashy.suicide", max_recoveries=3)
 def suicide() -> str:
     work(0)
     os.kill(os.getpid(), 9)  # dies during every recovery: the engine must give up on it

@@ -110,3 +110,16 @@ def parent() -> list[object]:
     first = durable.start_child(kid, 1)
     second = durable.start_child(kid, 2)
     return [first.workflow_id, second.workflow_id, first.result(), second.result()]
+
+
+@durable.step(name="waiting.long")
+def long_step() -> str:
+    effect("long started")
+    _hold("long")
+    return "done"
+
+
+@durable.workflow(name="waiting.long_step")
+def long_step_workflow() -> str:
+    """One long step: a deploy may restart its worker many times while it runs."""
+    return long_step()
