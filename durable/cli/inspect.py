@@ -108,6 +108,10 @@ def show(workflow_id: str | None, bottlenecks: bool, as_json: bool, db: str) -> 
         "owner": row.owner, "events": len(events),
         "created": format_when(row.created), "updated": format_when(row.updated),
     }
+    if row.queue is not None or row.start_at is not None:
+        fields["queue"] = {"name": row.queue, "priority": row.priority,
+                           "dedup_id": row.dedup_id, "start_at": format_when(row.start_at),
+                           "dequeued": format_when(row.dequeued)}
     if as_json:
         print_json(fields)
         return
@@ -120,6 +124,12 @@ def show(workflow_id: str | None, bottlenecks: bool, as_json: bool, db: str) -> 
     table.add_row("run", str(row.run))
     table.add_row("input", fields["input"] or "")
     table.add_row("parent", row.parent_id or "-")
+    if row.queue is not None:
+        table.add_row("queue", f"{row.queue} (priority {row.priority}"
+                      + (f", dedup_id {row.dedup_id}" if row.dedup_id else "") + ")"
+                      + (f", dequeued {format_when(row.dequeued)}" if row.dequeued else ""))
+    if row.start_at is not None:
+        table.add_row("start at", format_when(row.start_at))
     table.add_row("children", "\n".join(f"{c} ({s})" for c, s in children) or "-")
     if waiting:
         table.add_row("waiting for", Text(waiting, style="yellow"))

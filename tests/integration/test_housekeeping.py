@@ -308,3 +308,12 @@ def test_signal_with_start_payloads_are_json_as_with_send_signal(engine: durable
         engine.start(queued.collect, 1, workflow_id="json-only", signal=("item", object()))
     with pytest.raises(durable.errors.WorkflowNotFound):
         engine.handle("json-only")  # nothing was started either
+
+
+def test_durable_show_tells_the_queue(db: str) -> None:
+    with durable.Engine(db, workers=0) as engine:
+        engine.start(queued.job, "s", queue="ordered", priority=3, dedup_id="d-1",
+                     workflow_id="shown")
+    shown = CliRunner().invoke(cli, ["show", "shown", "--db", db])
+    assert shown.exit_code == 0, shown.output
+    assert "ENQUEUED" in shown.output and "ordered (priority 3, dedup_id d-1)" in shown.output
