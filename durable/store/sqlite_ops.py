@@ -92,7 +92,13 @@ class SQLiteOps:
             return claimed
         # Reads first: an idle poll, or one whose queues are all at their limits, must not
         # take the write lock from other processes. The write transaction counts again.
-        ready = [q for q in queues if self._read(
+        names = [q.name for q in queues]
+        if not self._read(  # idle: one read, however many queues are declared
+            f"SELECT 1 FROM workflows WHERE status = 'ENQUEUED' AND queue IN "
+            f"({', '.join('?' * len(names))}) AND (start_at IS NULL OR start_at <= ?) LIMIT 1",
+            (*names, now)):
+            return claimed
+        ready = [q for q in queues if len(queues) == 1 or self._read(
             "SELECT 1 FROM workflows WHERE status = 'ENQUEUED' AND queue = ? "
             "AND (start_at IS NULL OR start_at <= ?) LIMIT 1", (q.name, now))]
 
