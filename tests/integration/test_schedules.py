@@ -46,7 +46,11 @@ def test_a_schedule_fires_once_per_tick_with_two_worker_processes(workers: Worke
     assert {tick_id("ticking.every_second", t) for t in ticks} <= ids
 
 
-@pytest.mark.parametrize("missed", ["latest", "all", "skip"])
+@pytest.mark.parametrize("missed", [
+    "latest",
+    pytest.param("all", marks=pytest.mark.slow),  # 5 s each: the fast suite keeps one
+    pytest.param("skip", marks=pytest.mark.slow),
+])
 def test_missed_ticks_after_downtime_follow_the_schedule_policy(
     workers: Workers, missed: str
 ) -> None:
