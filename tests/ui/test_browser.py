@@ -2,7 +2,8 @@
 
 The dashboard runs in uvicorn on a free port in a thread of this process; an engine
 with workers runs the workflows here too. Screenshots of the overview, a workflow and a
-DAG graph go to docs/ (committed, shown in the README).
+DAG graph are taken every run; with DURABLE_SCREENSHOTS=1 they replace the committed ones
+in docs/ (shown in the README), so a plain test run leaves the work tree unchanged.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update"]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _shots(tmp_path: Path) -> Path:
+    """Where screenshots go: docs/ when DURABLE_SCREENSHOTS=1, else the test's own folder."""
+    return DOCS if os.environ.get("DURABLE_SCREENSHOTS") == "1" else tmp_path
 TIMEOUT_MS = 15_000
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -108,8 +114,10 @@ def _dag(engine: durable.Engine) -> str:
 
 
 def test_every_page_loads_and_requests_nothing_outside_127_0_0_1(
-        engine: durable.Engine, server: tuple[str, durable.Engine], page: Any) -> None:
+        engine: durable.Engine, server: tuple[str, durable.Engine], page: Any,
+        tmp_path: Path) -> None:
     base = server[0]
+    shots = _shots(tmp_path)
     for i in range(4):
         engine.run(flows.leaf, i, workflow_id=f"order-{i}")
     engine.run(flows.retrying, "browser", workflow_id="payment-retry")
@@ -119,12 +127,12 @@ def test_every_page_loads_and_requests_nothing_outside_127_0_0_1(
     waiting = engine.start(flows.fulfilment, "A-18", workflow_id="fulfilment-A-18")
     wait_until(lambda: waiting.status() == durable.Status.WAITING, what="the approval wait")
     run_id = _dag(engine)
-    DOCS.mkdir(exist_ok=True)
+    shots.mkdir(exist_ok=True)
 
     page.goto(f"{base}/")
     page.wait_for_selector("svg.chart rect.bar.started")
     assert "card declined for A-17" in page.inner_text("main")
-    page.screenshot(path=str(DOCS / "ui-overview.png"), full_page=True)
+    page.screenshot(path=str(shots / "ui-overview.png"), full_page=True)
 
     page.goto(f"{base}/workflows?status=FAILURE")
     assert page.locator("table.list a", has_text="checkout-A-17").count() == 1
@@ -132,13 +140,13 @@ def test_every_page_loads_and_requests_nothing_outside_127_0_0_1(
     page.goto(f"{base}/w/fulfilment-A-18")
     page.wait_for_selector("svg.timeline g.call.sleep.ok")
     assert "signal 'approve'" in page.inner_text("p.waiting")
-    page.screenshot(path=str(DOCS / "ui-workflow.png"), full_page=True)
+    page.screenshot(path=str(shots / "ui-workflow.png"), full_page=True)
 
     page.goto(f"{base}/w/{run_id}/graph")
     page.wait_for_selector('svg.graph g.task.failure[data-task="audit"]')
     assert page.locator("svg.graph g.task.success").count() == 4
     assert page.locator('svg.graph g.task.skipped[data-task="publish"]').count() == 1
-    page.screenshot(path=str(DOCS / "ui-graph.png"), full_page=True)
+    page.screenshot(path=str(shots / "ui-graph.png"), full_page=True)
 
     page.goto(f"{base}/w/batch-7/graph")
     assert page.locator("svg.tree circle").count() == 4
