@@ -34,16 +34,19 @@ def send_email(address: str) -> str:
 
 
 def main(db: str) -> None:
-    with durable.Engine(db, workers=8) as engine:
-        handles = engine.start_many(send_email, [f"user{i}@example.com" for i in range(12)],
+    # Everything is enqueued first, by a client (no workers), so that the VIP's priority
+    # decides the order rather than which start a worker happened to see first.
+    with durable.Engine(db, workers=0) as client:
+        handles = client.start_many(send_email, [f"user{i}@example.com" for i in range(12)],
                                     queue=emails)
-        vip = engine.start(send_email, "vip@example.com", queue=emails, priority=-1,
+        vip = client.start(send_email, "vip@example.com", queue=emails, priority=-1,
                            dedup_id="vip")
         try:
-            engine.start(send_email, "vip@example.com", queue=emails, dedup_id="vip")
+            client.start(send_email, "vip@example.com", queue=emails, dedup_id="vip")
         except durable.errors.DuplicateWorkflow as error:
             print(f"refused: {error}")
-        results = [h.result(timeout=60) for h in [vip, *handles]]
+    with durable.Engine(db, workers=8) as engine:
+        results = [engine.handle(h.workflow_id).result(timeout=60) for h in [vip, *handles]]
         took = time.time() - BEGAN
         print(f"{len(results)} emails sent in {took:.1f} s (4 per second at most)")
 
