@@ -72,7 +72,9 @@ ROWS = [
     Row("workers1", "wf_per_s", "workflows/s, 1 worker process", True),
     Row("workers2", "wf_per_s", "workflows/s, 2 worker processes", True),
     Row("workers4", "wf_per_s", "workflows/s, 4 worker processes", True),
-    Row("wakeup", "p50_ms", "ms signal wake-up across processes, p50", False, 20),
+    # The 20 ms goal is PostgreSQL's (NOTIFY); SQLite has no cross-process wake-up and
+    # polls (poll_interval 0.05 s), so its target is the old "about 100 ms".
+    Row("wakeup", "p50_ms", "ms signal wake-up across processes, p50", False, 100),
     Row("wakeup", "p90_ms", "ms signal wake-up across processes, p90", False),
 ]
 
