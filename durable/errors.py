@@ -50,6 +50,22 @@ class DatabaseError(DurableError):
         )
 
 
+class StorageError(DurableError):
+    """The database failed during an operation: unreachable, connection lost, server error.
+
+    Nothing of the failed operation may be assumed written; durable reconnects on its
+    own, so the call can be retried once the database answers again.
+    """
+
+    def __init__(self, database: str, operation: str, reason: str) -> None:
+        self.database, self.operation, self.reason = database, operation, reason
+        super().__init__(
+            f"durable database {database!r}: {operation} failed: {reason}. Check that the "
+            "database server runs and is reachable from here (host, port, credentials, "
+            "max_connections); durable reconnects by itself, so retry the call once it answers."
+        )
+
+
 class NonDeterminismError(DurableError):
     """The workflow code no longer makes the calls its history recorded."""
 

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from durable.engine import Engine
 from durable.errors import DurableError
+from durable.store import is_url
 
 #: ``check`` and ``replay`` found a divergence (or a workflow the code no longer defines).
 EXIT_DIVERGED = 1
@@ -59,7 +60,8 @@ class _Group(click.Group):
 def db_option(fn: F) -> F:
     return click.option(
         "--db", default="durable.db", envvar="DURABLE_DB", show_default=True,
-        show_envvar=True, type=click.Path(dir_okay=False), help="The SQLite database file.",
+        show_envvar=True, type=str,
+        help="The SQLite database file, or a PostgreSQL URL (postgresql://user@host/db).",
     )(fn)
 
 
@@ -86,7 +88,7 @@ def main() -> None:
 @contextmanager
 def client(db: str) -> Iterator[Engine]:
     """An engine that only reads, starts and signals, on a database that must exist."""
-    if not os.path.exists(db):
+    if not is_url(db) and not os.path.exists(db):
         # Opening would create an empty database: `durable list` in the wrong directory
         # must say so instead of leaving a stray durable.db behind.
         raise CliError(f"no database at {db!r}; pass --db PATH or set $DURABLE_DB")

@@ -30,8 +30,7 @@ from durable.runtime.host import register_host, unregister_host
 from durable.runtime.registry import Workflow, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
 from durable.status import Status
-from durable.store import Store, WorkflowRow
-from durable.store.sqlite import SQLiteStore
+from durable.store import Store, WorkflowRow, open_store
 
 if TYPE_CHECKING:
     from durable.events import Event, WorkflowInfo
@@ -41,18 +40,25 @@ if TYPE_CHECKING:
 
 
 class Engine:
-    """Runs durable workflows on one SQLite database.
+    """Runs durable workflows on one SQLite database or one PostgreSQL database.
 
     Args:
-        db: path of the SQLite file (created if missing).
+        db: path of the SQLite file (created if missing), or a PostgreSQL URL
+            (``postgresql://user@host:5432/db``, also ``postgres://``; add
+            ``?schema=name`` for a schema other than ``durable``).
         workers: how many workflows run at once in this process; 0 makes a client that
             only starts, signals and reads.
         synchronous: ``"full"`` (default) syncs every commit and survives power loss;
             ``"normal"`` survives any process crash and is several times faster.
+            On PostgreSQL, ``"normal"`` sets ``synchronous_commit = off``: a crash of the
+            database server may lose the last commits, a crash of a worker loses none.
         lease: seconds a claim on a workflow lasts without a heartbeat; another
             process takes over a workflow whose owner stopped renewing it.
         max_recoveries: how often a workflow may be recovered after losing its process
             without making progress before it is failed.
+        poll_interval: seconds between the dispatcher's looks for runnable work when
+            nothing wakes it sooner; default: 0.05 on SQLite, 1.0 on PostgreSQL (whose
+            LISTEN/NOTIFY wakes it at once; the poll is only a safety net).
 
     Example:
         >>> with durable.Engine("shop.db") as engine:
@@ -67,19 +73,19 @@ class Engine:
         synchronous: str = "full",
         lease: float = 30.0,
         max_recoveries: int = 5,
-        poll_interval: float = 0.05,
+        poll_interval: float | None = None,
     ) -> None:
         if not isinstance(workers, int) or workers < 0:
             raise InvalidArgument(f"Engine(workers={workers!r}): workers must be an int >= 0")
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
-        self.store: Store = SQLiteStore(self.path, synchronous, preallocate=workers > 0)
+        self.store: Store = open_store(self.path, synchronous, preallocate=workers > 0)
         self.owner = owner_id()
         self.workers = workers
         self.lease = float(lease)
         self.max_recoveries = max_recoveries
-        self.poll_interval = poll_interval
+        self.poll_interval = self.store.poll_interval if poll_interval is None else poll_interval
         self.stopping = threading.Event()
         self._changed = threading.Condition()
         self._executor = Executor(self)
@@ -87,6 +93,7 @@ class Engine:
         self._steps_lock = threading.Lock()
         self._opened = False
         self._closed = False
+        self.store.subscribe(self._changed_elsewhere)
 
     # -- life cycle -----------------------------------------------------------
 
@@ -230,6 +237,11 @@ class Engine:
     def _wait_for_change(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
+
+    def _changed_elsewhere(self) -> None:
+        """Another process made a workflow runnable or changed one (a store notification)."""
+        self._executor.wake()
+        self.notify()
 
     def notify(self) -> None:
         """Wake whoever waits here for a result or a published event."""

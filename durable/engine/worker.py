@@ -134,13 +134,20 @@ class Executor:
     def _dispatch(self) -> None:
         engine = self.engine
         while not engine.stopping.is_set():
+            # Cleared before the claim: a wake-up that comes during the claim is kept.
+            self._wakeup.clear()
             with self._busy_lock:
                 free = engine.workers - self._busy
             claimed: list[WorkflowRow] = []
+            timeout = engine.poll_interval
             if free > 0:
                 now = time.time()
                 try:
                     claimed = engine.store.claim(engine.owner, now, now + engine.lease, free)
+                    if not claimed:  # sleep until the next timer is due, at the latest
+                        due = engine.store.next_wake(now)
+                        if due is not None:
+                            timeout = max(0.0, min(timeout, due - time.time()))
                 except Exception:  # a failed poll must not kill the dispatcher; try next tick
                     log.exception("claiming workflows failed; retrying")
             for row in claimed:
@@ -148,8 +155,7 @@ class Executor:
                     self._busy += 1
                 self.run_reserved(row)
             if not claimed:
-                self._wakeup.wait(engine.poll_interval)
-                self._wakeup.clear()
+                self._wakeup.wait(timeout)
 
     def _heartbeat(self) -> None:
         engine = self.engine

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,9 @@ _AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFI
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
 class SQLiteStore:
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
+
+    #: Polling is how an engine learns of work that another process made runnable.
+    poll_interval = 0.05
 
     def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True) -> None:
         """``preallocate``: grow the WAL at once (see preallocate_wal); worth it for a
@@ -100,6 +103,12 @@ class SQLiteStore:
             self._closed = True
             self._reader.close()
             self._conn.close()
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """SQLite cannot tell another process's writes: the engine polls."""
+
+    def next_wake(self, now: float) -> float | None:
+        return None  # the short poll finds due timers
 
     # -- workflows --------------------------------------------------------------
 

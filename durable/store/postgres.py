@@ -1,0 +1,499 @@
+"""The PostgreSQL store: many worker processes on many machines share one database.
+
+Claims take rows with ``FOR UPDATE SKIP LOCKED``, so engines never wait for each other's
+claims; every append is fenced (owner and lease checked) in its own transaction's row
+lock; appends and starts of many workflows share one transaction (group commit, a
+savepoint around each request that may fail). Wake-ups travel by LISTEN/NOTIFY
+(:mod:`durable.store.postgres_listen`); the engine's poll is only a safety net.
+
+Connections per store: a pool (``POOL_MIN``..``POOL_MAX``) for reads and writes, plus one
+direct connection for LISTEN. A lost connection is replaced by the pool; reads are
+retried, and a write whose outcome is unknown hands its workflow back to the claim
+(the lease is ended) so that no workflow is stranded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+
+from durable.errors import EngineClosed, StorageError
+from durable.replay import Recorded, recorded_from_row
+from durable.store import Fenced, NewEvent, WorkflowRow
+from durable.store.cache import RunCache
+from durable.store.postgres_commit import (
+    Append,
+    Create,
+    GroupCommit,
+    Request,
+    Sql,
+    fast_insert,
+    workflow_row,
+)
+from durable.store.postgres_listen import Listener
+from durable.store.postgres_schema import CONNECT_TIMEOUT, migrate, parse_url, tag, untag
+
+log = logging.getLogger("durable")
+T = TypeVar("T")
+
+POOL_MIN, POOL_MAX = 1, 8
+#: Seconds a call waits for a pooled connection (the server restarting) before failing.
+POOL_TIMEOUT = 15.0
+#: Attempts of a read (or of an idempotent write) over broken connections.
+ATTEMPTS = 4
+_UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
+_AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
+_EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
+
+
+def _event(values: tuple[Any, ...]) -> Recorded:
+    return recorded_from_row((*values[:7], untag(values[7]), values[8]))
+
+
+class PostgresStore:
+    """The event log in one PostgreSQL schema (see :class:`durable.store.Store`)."""
+
+    #: Only a safety net: LISTEN/NOTIFY wakes the engine when work appears.
+    poll_interval = 1.0
+
+    def __init__(self, url: str, synchronous: str = "full") -> None:
+        self.target = parse_url(url)
+        self.path = url
+        self._sql = Sql(self.target.schema)
+        migrate(self.target)  # a clear StorageError within the connect timeout if unreachable
+        relaxed = synchronous == "normal"
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            if relaxed:
+                conn.execute("SET synchronous_commit = off")
+
+        self._pool = psycopg_pool.ConnectionPool(
+            self.target.conninfo, min_size=POOL_MIN, max_size=POOL_MAX, open=False,
+            timeout=POOL_TIMEOUT, kwargs={"autocommit": True}, configure=configure,
+            name=f"durable-{self.target.schema}",
+        )
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT + 1)
+        except psycopg_pool.PoolTimeout as error:
+            self._pool.close()
+            raise StorageError(self.target.label, "opening the pool", str(error)) from error
+        self._listener = Listener(self.target)
+        self._group = GroupCommit(lambda batch: self._commit(batch), self._not_written)
+        self._closed = False
+        self._runs = RunCache()
+        self._runs_lock = threading.Lock()
+        # Writes whose outcome is unknown (the connection broke during their commit):
+        # their workflows are handed back (lease ended) once the database answers.
+        self._lost: set[tuple[str, str]] = set()
+        self._lost_claims: list[tuple[str, float]] = []
+        self._lost_lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self, operation: str) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise EngineClosed(self.path)
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg_pool.PoolTimeout as error:
+            raise StorageError(self.target.label, operation,
+                               f"no connection within {POOL_TIMEOUT:.0f} s ({error})") from error
+        except psycopg_pool.PoolClosed as error:
+            raise EngineClosed(self.path) from error
+
+    def _run(self, operation: str, fn: Callable[[psycopg.Connection[Any]], T],
+             retry: bool = True) -> T:
+        """``fn`` on a pooled connection; retried over broken connections if ``retry``
+        (reads, and writes that may run twice), else a StorageError at once."""
+        delay = 0.05
+        for attempt in range(ATTEMPTS):
+            try:
+                with self._connection(operation) as conn:
+                    return fn(conn)
+            except psycopg.OperationalError as error:
+                if not retry or attempt == ATTEMPTS - 1 or self._closed:
+                    raise StorageError(self.target.label, operation, _reason(error)) from error
+                self._pool.check()  # drop every broken idle connection at once
+                time.sleep(delay)
+                delay *= 4
+            except psycopg.Error as error:
+                raise StorageError(self.target.label, operation, _reason(error)) from error
+        raise AssertionError("unreachable")
+
+    def _read(self, operation: str, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return self._run(operation, lambda conn: conn.execute(query, params).fetchall())
+
+    def _write(self, operation: str, fn: Callable[[psycopg.Cursor[Any]], T],
+               retry: bool = True, notify: bool = False) -> T:
+        """``fn`` in one transaction (and NOTIFY the channel at its commit, if asked)."""
+        def run(conn: psycopg.Connection[Any]) -> T:
+            with conn.transaction(), conn.cursor() as cur:
+                result = fn(cur)
+                if notify:
+                    cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+                return result
+
+        return self._run(operation, run, retry)
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        self._listener.subscribe(callback)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._listener.stop(self._send_stop)
+        self._closed = True
+        self._pool.close()
+
+    def _send_stop(self, payload: str) -> None:
+        with self._pool.connection(timeout=1.0) as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (self.target.channel, payload))
+
+    # -- workflows --------------------------------------------------------------
+
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
+        request = Create(row, events)
+        self._group.submit(request)  # group-committed with appends
+        return request.existing
+
+    def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[WorkflowRow]:
+        self._repair()
+        s, columns = self._sql.schema, self._sql.select_workflow[len("SELECT "):].split(" FROM ")[0]
+        query = f"""
+            WITH picked AS (
+                SELECT {columns} FROM {s}.workflows
+                WHERE wake_at <= %(now)s AND (owner IS NULL OR lease_until < %(now)s)
+                ORDER BY wake_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+            ), paused AS (
+                UPDATE {s}.workflows w SET status = 'PAUSED', owner = NULL, wake_at = NULL,
+                    control = NULL, waiting = 'resume', updated = %(now)s
+                FROM picked p WHERE w.workflow_id = p.workflow_id AND p.control = 'pause'
+            ), claimed AS (
+                UPDATE {s}.workflows w SET owner = %(owner)s, lease_until = %(lease)s,
+                    status = 'RUNNING', error = NULL,
+                    -- its last executor died while running it: count recoveries without
+                    -- progress, so a workflow that kills its process cannot loop forever
+                    recoveries = CASE WHEN p.owner IS NULL THEN p.recoveries
+                        WHEN last.position > p.progress THEN 1 ELSE p.recoveries + 1 END,
+                    progress = CASE WHEN p.owner IS NULL THEN p.progress
+                        ELSE last.position END,
+                    updated = %(now)s
+                FROM picked p, LATERAL (SELECT COALESCE(MAX(e.position), 0) AS position
+                    FROM {s}.events e WHERE e.workflow_id = p.workflow_id) last
+                WHERE w.workflow_id = p.workflow_id AND p.control IS DISTINCT FROM 'pause'
+                RETURNING w.workflow_id, w.recoveries, w.progress
+            )
+            SELECT p.*, c.recoveries, c.progress FROM picked p
+            JOIN claimed c USING (workflow_id) ORDER BY p.wake_at"""
+        params = {"now": now, "limit": limit, "owner": owner, "lease": lease_until}
+        try:
+            rows = self._write("claiming workflows",
+                               lambda cur: cur.execute(query, params).fetchall(), retry=False)
+        except StorageError:
+            with self._lost_lock:  # it may have committed: hand back what it took
+                self._lost_claims.append((owner, now))
+            raise
+        claimed = []
+        for values in rows:
+            row = workflow_row(values[:-2])
+            row.recoveries, row.progress = values[-2], values[-1]
+            row.owner, row.lease_until = owner, lease_until
+            claimed.append(row)
+        return claimed
+
+    def _repair(self) -> None:
+        """Hand back the workflows of writes whose outcome is unknown (see __init__)."""
+        with self._lost_lock:
+            lost, self._lost = self._lost, set()
+            claims, self._lost_claims = self._lost_claims, []
+        if not lost and not claims:
+            return
+        s = self._sql.schema
+
+        def hand_back(cur: psycopg.Cursor[Any]) -> None:
+            for owner, workflow_id in lost:  # as after a crash: recovered, and counted
+                cur.execute(f"UPDATE {s}.workflows SET lease_until = 0, wake_at = "
+                            "COALESCE(wake_at, %s) WHERE owner = %s AND workflow_id = %s",
+                            (time.time(), owner, workflow_id))
+            for owner, now in claims:  # never started here: released, not counted
+                cur.execute(f"UPDATE {s}.workflows SET owner = NULL WHERE owner = %s "
+                            "AND updated = %s AND status = 'RUNNING'", (owner, now))
+
+        try:
+            self._write("handing back workflows after a lost connection", hand_back,
+                        notify=True)
+        except BaseException:
+            with self._lost_lock:
+                self._lost |= lost
+                self._lost_claims.extend(claims)
+            raise
+
+    def next_wake(self, now: float) -> float | None:
+        rows = self._read("reading the next timer",
+                          f"SELECT MIN(wake_at) FROM {self._sql.schema}.workflows "
+                          "WHERE wake_at > %s", (now,))
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def owners(self) -> list[str]:
+        """Every owner that holds a workflow now."""
+        rows = self._read("listing owners", f"SELECT DISTINCT owner FROM "
+                          f"{self._sql.schema}.workflows WHERE owner <> ''")
+        return [r[0] for r in rows]
+
+    def expire(self, owner: str) -> None:
+        """End the leases of ``owner`` at once (its process is known to be gone)."""
+        self._write("ending the leases of a gone owner", lambda cur: cur.execute(
+            f"UPDATE {self._sql.schema}.workflows SET lease_until = 0 WHERE owner = %s",
+            (owner,)), notify=True)
+
+    def retry_set_aside(self) -> None:
+        self._write("retrying workflows set aside", lambda cur: cur.execute(
+            f"UPDATE {self._sql.schema}.workflows SET wake_at = %s WHERE owner IS NULL "
+            f"AND error IS NOT NULL AND {_UNFINISHED}", (time.time(),)), notify=True)
+
+    def renew(self, owner: str, lease_until: float) -> None:
+        self._repair()
+        s = self._sql.schema
+        # Rows locked by an append in progress are skipped (renewed at the next beat):
+        # waiting for them could deadlock with a group commit that holds several.
+        self._write("renewing leases", lambda cur: cur.execute(
+            f"UPDATE {s}.workflows SET lease_until = %s WHERE workflow_id IN (SELECT "
+            f"workflow_id FROM {s}.workflows WHERE owner = %s AND lease_until > 0 "
+            "FOR UPDATE SKIP LOCKED)", (lease_until, owner)))
+
+    def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
+        try:
+            self._write("marking a workflow for a retry", lambda cur: cur.execute(
+                f"UPDATE {self._sql.schema}.workflows SET lease_until = 0, wake_at = %s "
+                "WHERE owner = %s AND workflow_id = %s", (retry_at, owner, workflow_id)),
+                notify=True)
+        except StorageError:
+            with self._lost_lock:
+                self._lost.add((owner, workflow_id))
+            raise
+
+    def release(self, owner: str, workflow_id: str | None = None) -> None:
+        s = self._sql.schema
+        if workflow_id is None:
+            self._write("releasing workflows", lambda cur: cur.execute(
+                f"UPDATE {s}.workflows SET owner = NULL, wake_at = COALESCE(wake_at, %s) "
+                "WHERE owner = %s", (time.time(), owner)), notify=True)
+        else:
+            self._write("releasing a workflow", lambda cur: cur.execute(
+                f"UPDATE {s}.workflows SET owner = NULL WHERE owner = %s AND workflow_id = %s",
+                (owner, workflow_id)), notify=True)
+
+    def workflow(self, workflow_id: str) -> WorkflowRow | None:
+        rows = self._read("reading a workflow",
+                          f"{self._sql.select_workflow} WHERE workflow_id = %s", (workflow_id,))
+        return workflow_row(rows[0]) if rows else None
+
+    def workflows(
+        self, status: str | None, name: str | None, limit: int, parent_id: str | None = None
+    ) -> list[WorkflowRow]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("name", name), ("parent_id", parent_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            "listing workflows",
+            f"{self._sql.select_workflow} {where} ORDER BY created DESC, workflow_id LIMIT %s",
+            (*params, min(limit, 2**62)),
+        )
+        return [workflow_row(r) for r in rows]
+
+    # -- controls from outside ----------------------------------------------------
+
+    def request_pause(self, workflow_id: str, now: float) -> None:
+        s = self._sql.schema
+
+        def pause(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(self._sql.lock_row, (workflow_id,))  # both statements see one row
+            # At rest (nobody runs it): paused at once. Running: it pauses itself at its
+            # next recorded call. A pending cancel (or a compensation) wins over a pause.
+            cur.execute(
+                f"UPDATE {s}.workflows SET status = 'PAUSED', wake_at = NULL, "
+                f"waiting = 'resume', wait_signal = NULL, updated = %s WHERE workflow_id = %s "
+                f"AND {_AT_REST}", (now, workflow_id))
+            cur.execute(
+                f"UPDATE {s}.workflows SET control = 'pause', updated = %s WHERE workflow_id "
+                f"= %s AND owner IS NOT NULL AND control IS NULL AND {_UNFINISHED}",
+                (now, workflow_id))
+
+        self._write("pausing a workflow", pause, notify=True)
+
+    def resume(self, workflow_id: str, now: float) -> None:
+        s = self._sql.schema
+
+        def resume(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(self._sql.lock_row, (workflow_id,))
+            # A pause still pending is withdrawn; a pending cancel is left alone.
+            cur.execute(f"UPDATE {s}.workflows SET control = NULL, updated = %s "
+                        "WHERE workflow_id = %s AND control = 'pause'", (now, workflow_id))
+            cur.execute(f"UPDATE {s}.workflows SET status = 'RUNNING', wake_at = %s, "
+                        "waiting = NULL, updated = %s WHERE workflow_id = %s "
+                        "AND status = 'PAUSED'", (now, now, workflow_id))
+
+        self._write("resuming a workflow", resume, notify=True)
+
+    def request_cancel(self, workflow_id: str, now: float) -> None:
+        # A waiting or paused workflow is woken at once; a running one unwinds at its next
+        # call. One that is already compensating goes on doing so.
+        self._write("cancelling a workflow", lambda cur: cur.execute(
+            f"UPDATE {self._sql.schema}.workflows SET control = 'cancel', wake_at = %s, "
+            f"updated = %s WHERE workflow_id = %s AND {_UNFINISHED} "
+            "AND (control IS NULL OR control = 'pause')", (now, now, workflow_id)),
+            notify=True)
+
+    # -- the log ----------------------------------------------------------------
+
+    def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
+        s = self._sql.schema
+        if run is None:
+            rows = self._read("reading events", f"SELECT {_EVENT_COLUMNS} FROM {s}.events "
+                              "WHERE workflow_id = %s ORDER BY position", (workflow_id,))
+            return list(map(_event, rows))
+        with self._runs_lock:  # a run is read from where the cache of its start ends
+            known = self._runs.known(workflow_id, run)
+        after = known[-1].position if known else -1
+        rows = self._read("reading events", f"SELECT {_EVENT_COLUMNS} FROM {s}.events WHERE "
+                          "workflow_id = %s AND run = %s AND position > %s ORDER BY position",
+                          (workflow_id, run, after))
+        with self._runs_lock:
+            return self._runs.read(workflow_id, run, known, list(map(_event, rows)))
+
+    def last_position(self, workflow_id: str) -> int:
+        rows = self._read("reading events", f"SELECT COALESCE(MAX(position), -1) FROM "
+                          f"{self._sql.schema}.events WHERE workflow_id = %s", (workflow_id,))
+        return int(rows[0][0])
+
+    def append(
+        self,
+        workflow_id: str,
+        owner: str,
+        events: list[NewEvent],
+        update: dict[str, Any] | None = None,
+        consume_signal: int | None = None,
+        publish: tuple[str, str, Any] | None = None,
+        recheck: tuple[str, str] | None = None,
+        wake: str | None = None,
+    ) -> str | None:
+        request = Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
+                         wake)
+        self._group.submit(request)
+        return request.control
+
+    def _not_written(self, request: Request) -> BaseException:
+        if isinstance(request, Create):
+            return EngineClosed(self.path) if self._closed else StorageError(
+                self.target.label, "starting a workflow", "the commit was interrupted")
+        return Fenced(request.workflow_id,
+                      "the engine was closed" if self._closed else "the commit was interrupted")
+
+    def _commit(self, batch: list[Request]) -> None:
+        """The group commit's transaction (see GroupCommit): requests that may fail run
+        under a savepoint each; one NOTIFY at the commit if any other engine must know."""
+        sql = self._sql
+        if self._closed:
+            return  # each request fails as not written (see _not_written)
+        try:
+            with self._connection("committing") as conn, conn.transaction(), \
+                    conn.cursor() as cur:
+                notify = False
+                for request in batch:
+                    if isinstance(request, Append) and request.simple and fast_insert(
+                            cur, sql, request):
+                        continue
+                    try:
+                        with conn.transaction():
+                            request.apply(cur, sql)
+                        notify = notify or request.notifies
+                    except (Fenced, psycopg.errors.DataError,
+                            psycopg.errors.IntegrityError) as error:
+                        request.error = self._typed(request, error)
+                if notify:
+                    cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+        except (psycopg.Error, StorageError) as error:
+            # Nothing of this batch may be assumed durable (the COMMIT's answer may have
+            # been lost: then it was). Fenced stops each executor without writing; its
+            # workflow is handed back once the database answers, and recovered by replay.
+            reason = _reason(error.__cause__ or error) if isinstance(error, StorageError) \
+                else _reason(error)
+            with self._lost_lock:
+                for request in batch:
+                    owner = request.owner if isinstance(request, Append) else request.row.owner
+                    if request.error is None and owner is not None:
+                        self._lost.add((owner, request.workflow_id))
+            for request in batch:
+                request.error = request.error or (
+                    StorageError(self.target.label, "starting a workflow", reason)
+                    if isinstance(request, Create)
+                    else Fenced(request.workflow_id, f"storage: {reason}"))
+        except BaseException as error:
+            for request in batch:
+                request.error = request.error or error
+        finally:
+            for request in batch:
+                request.done = True
+
+    def _typed(self, request: Request, error: BaseException) -> BaseException:
+        if isinstance(error, Fenced) or isinstance(request, Append):
+            return error if isinstance(error, Fenced) else Fenced(
+                request.workflow_id, f"storage: {_reason(error)}")
+        return StorageError(self.target.label, f"starting workflow {request.workflow_id!r}",
+                            _reason(error))
+
+    # -- signals and published events -------------------------------------------
+
+    def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
+        rows = self._read(
+            "reading signals",
+            f"SELECT id, encoding, payload FROM {self._sql.schema}.signals WHERE workflow_id "
+            "= %s AND name = %s AND consumed_position IS NULL ORDER BY id LIMIT 1",
+            (workflow_id, name))
+        return (rows[0][0], rows[0][1], untag(rows[0][2])) if rows else None
+
+    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
+        now, s = time.time(), self._sql.schema
+
+        def send(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute(self._sql.lock_row, (workflow_id,))  # see Sql.lock_row
+            cur.execute(f"INSERT INTO {s}.signals (workflow_id, name, encoding, payload, sent) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        (workflow_id, name, encoding, tag(payload), now))
+            # Armed in the same transaction as the waiter's check: no wake-up is missed.
+            cur.execute(f"UPDATE {s}.workflows SET wake_at = %s WHERE workflow_id = %s AND "
+                        "wait_signal = %s AND owner IS NULL AND status = 'WAITING'",
+                        (now, workflow_id, name))
+
+        # Not retried: a signal whose commit's answer was lost might be delivered twice.
+        self._write(f"sending signal {name!r} to workflow {workflow_id!r}", send, retry=False,
+                    notify=True)
+
+    def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
+        rows = self._read("reading a published value",
+                          f"SELECT encoding, payload FROM {self._sql.schema}.published "
+                          "WHERE workflow_id = %s AND key = %s", (workflow_id, key))
+        return (rows[0][0], untag(rows[0][1])) if rows else None
+
+    def signals(self, workflow_id: str) -> list[tuple[Any, ...]]:
+        """Every signal sent to a workflow: ``(id, name, sent, consumed_position)``."""
+        rows = self._read("reading signals",
+                          f"SELECT id, name, sent, consumed_position FROM {self._sql.schema}"
+                          ".signals WHERE workflow_id = %s ORDER BY id", (workflow_id,))
+        return [tuple(r) for r in rows]
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
