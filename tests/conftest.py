@@ -73,11 +73,12 @@ def _admin() -> object:
 def pg_url() -> Iterator[str]:
     """A URL of a fresh PostgreSQL schema, dropped after the test."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = _admin()
+    _admin().close()  # type: ignore[attr-defined]  # fails the test at once without a server
     separator = "&" if "?" in POSTGRES else "?"
     try:
         yield f"{POSTGRES}{separator}schema={schema}"
-    finally:
+    finally:  # a new connection: the test may have restarted the server
+        admin = _admin()
         admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')  # type: ignore[attr-defined]
         admin.close()  # type: ignore[attr-defined]
 

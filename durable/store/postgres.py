@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
+from psycopg.conninfo import make_conninfo
 
 from durable.errors import EngineClosed, StorageError
 from durable.replay import Recorded, recorded_from_row
@@ -75,7 +76,8 @@ class PostgresStore:
                 conn.execute("SET synchronous_commit = off")
 
         self._pool = psycopg_pool.ConnectionPool(
-            self.target.conninfo, min_size=POOL_MIN, max_size=POOL_MAX, open=False,
+            make_conninfo(self.target.conninfo, application_name=f"durable {self.target.schema}"),
+            min_size=POOL_MIN, max_size=POOL_MAX, open=False,
             timeout=POOL_TIMEOUT, kwargs={"autocommit": True}, configure=configure,
             name=f"durable-{self.target.schema}",
         )

@@ -84,7 +84,8 @@ class Listener:
         while not self._stopping.is_set():
             try:
                 conn = psycopg.connect(
-                    make_conninfo(self._target.conninfo, **_keepalives()),
+                    make_conninfo(self._target.conninfo, **_keepalives(),
+                                  application_name=f"durable listen {self._target.schema}"),
                     autocommit=True)
             except psycopg.Error as error:
                 log.warning("durable listener: cannot connect to %s (%s); retrying in %.2f s",
