@@ -409,23 +409,17 @@ class PostgresStore:
         sql = self._sql
         if self._closed:
             return  # each request fails as not written (see _not_written)
+        first = batch[0]
         try:
-            with self._connection("committing") as conn, conn.transaction(), \
-                    conn.cursor() as cur:
-                notify = False
-                for request in batch:
-                    if isinstance(request, Append) and request.simple and fast_insert(
-                            cur, sql, request):
-                        continue
-                    try:
-                        with conn.transaction():
-                            request.apply(cur, sql)
-                        notify = notify or request.notifies
-                    except (Fenced, psycopg.errors.DataError,
-                            psycopg.errors.IntegrityError) as error:
-                        request.error = self._typed(request, error)
-                if notify:
-                    cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+            with self._connection("committing") as conn, conn.cursor() as cur:
+                # One event, nothing else: a single fenced statement, its own transaction
+                # (one round trip). It inserts nothing if we lost the workflow, a control
+                # request waits or the position is taken; then the full path finds out.
+                if len(batch) == 1 and isinstance(first, Append) and first.simple and \
+                        fast_insert(cur, sql, first):
+                    return
+                with conn.transaction():
+                    self._apply_batch(conn, cur, batch)
         except (psycopg.Error, StorageError) as error:
             # Nothing of this batch may be assumed durable (the COMMIT's answer may have
             # been lost: then it was). Fenced stops each executor without writing; its
@@ -448,6 +442,22 @@ class PostgresStore:
         finally:
             for request in batch:
                 request.done = True
+
+    def _apply_batch(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any],
+                     batch: list[Request]) -> None:
+        notify = False
+        for request in batch:
+            if isinstance(request, Append) and request.simple and fast_insert(
+                    cur, self._sql, request):
+                continue
+            try:
+                with conn.transaction():  # a savepoint: a failure undoes this request only
+                    request.apply(cur, self._sql)
+                notify = notify or request.notifies
+            except (Fenced, psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+                request.error = self._typed(request, error)
+        if notify:
+            cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
 
     def _typed(self, request: Request, error: BaseException) -> BaseException:
         if isinstance(error, Fenced) or isinstance(request, Append):

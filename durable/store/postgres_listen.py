@@ -96,6 +96,8 @@ class Listener:
             try:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._target.channel)))
                 self.backend_pid = conn.info.backend_pid
+                if self._stopping.is_set():  # stopped while connecting: no NOTIFY will come
+                    return
                 self.connected.set()
                 delay = BACKOFF[0]
                 self._call()  # whatever was notified while no one listened
