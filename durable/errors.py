@@ -51,19 +51,12 @@ class DatabaseError(DurableError):
 
 
 class StorageError(DurableError):
-    """The database failed during an operation: unreachable, connection lost, server error.
+    """A write or read failed in the storage itself: disk full, read-only file, I/O
+    error or a lock held too long by another process. Nothing of that write was kept."""
 
-    Nothing of the failed operation may be assumed written; durable reconnects on its
-    own, so the call can be retried once the database answers again.
-    """
-
-    def __init__(self, database: str, operation: str, reason: str) -> None:
-        self.database, self.operation, self.reason = database, operation, reason
-        super().__init__(
-            f"durable database {database!r}: {operation} failed: {reason}. Check that the "
-            "database server runs and is reachable from here (host, port, credentials, "
-            "max_connections); durable reconnects by itself, so retry the call once it answers."
-        )
+    def __init__(self, path: str, what: str, reason: str, fix: str) -> None:
+        self.path, self.what, self.reason, self.fix = path, what, reason, fix
+        super().__init__(f"durable database {path!r}: {what} failed: {reason}. {fix}")
 
 
 class NonDeterminismError(DurableError):

@@ -39,7 +39,14 @@ from durable.store.postgres_commit import (
     workflow_row,
 )
 from durable.store.postgres_listen import Listener
-from durable.store.postgres_schema import CONNECT_TIMEOUT, migrate, parse_url, tag, untag
+from durable.store.postgres_schema import (
+    CONNECT_TIMEOUT,
+    migrate,
+    parse_url,
+    storage_error,
+    tag,
+    untag,
+)
 
 log = logging.getLogger("durable")
 T = TypeVar("T")
@@ -85,7 +92,7 @@ class PostgresStore:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT + 1)
         except psycopg_pool.PoolTimeout as error:
             self._pool.close()
-            raise StorageError(self.target.label, "opening the pool", str(error)) from error
+            raise storage_error(self.target.label, "opening the pool", str(error)) from error
         self._listener = Listener(self.target)
         self._group = GroupCommit(lambda batch: self._commit(batch), self._not_written)
         self._closed = False
@@ -107,7 +114,7 @@ class PostgresStore:
             with self._pool.connection() as conn:
                 yield conn
         except psycopg_pool.PoolTimeout as error:
-            raise StorageError(self.target.label, operation,
+            raise storage_error(self.target.label, operation,
                                f"no connection within {POOL_TIMEOUT:.0f} s ({error})") from error
         except psycopg_pool.PoolClosed as error:
             raise EngineClosed(self.path) from error
@@ -123,12 +130,12 @@ class PostgresStore:
                     return fn(conn)
             except psycopg.OperationalError as error:
                 if not retry or attempt == ATTEMPTS - 1 or self._closed:
-                    raise StorageError(self.target.label, operation, _reason(error)) from error
+                    raise storage_error(self.target.label, operation, _reason(error)) from error
                 self._pool.check()  # drop every broken idle connection at once
                 time.sleep(delay)
                 delay *= 4
             except psycopg.Error as error:
-                raise StorageError(self.target.label, operation, _reason(error)) from error
+                raise storage_error(self.target.label, operation, _reason(error)) from error
         raise AssertionError("unreachable")
 
     def _read(self, operation: str, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -398,7 +405,7 @@ class PostgresStore:
 
     def _not_written(self, request: Request) -> BaseException:
         if isinstance(request, Create):
-            return EngineClosed(self.path) if self._closed else StorageError(
+            return EngineClosed(self.path) if self._closed else storage_error(
                 self.target.label, "starting a workflow", "the commit was interrupted")
         return Fenced(request.workflow_id,
                       "the engine was closed" if self._closed else "the commit was interrupted")
@@ -433,7 +440,7 @@ class PostgresStore:
                         self._lost.add((owner, request.workflow_id))
             for request in batch:
                 request.error = request.error or (
-                    StorageError(self.target.label, "starting a workflow", reason)
+                    storage_error(self.target.label, "starting a workflow", reason)
                     if isinstance(request, Create)
                     else Fenced(request.workflow_id, f"storage: {reason}"))
         except BaseException as error:
@@ -463,7 +470,7 @@ class PostgresStore:
         if isinstance(error, Fenced) or isinstance(request, Append):
             return error if isinstance(error, Fenced) else Fenced(
                 request.workflow_id, f"storage: {_reason(error)}")
-        return StorageError(self.target.label, f"starting workflow {request.workflow_id!r}",
+        return storage_error(self.target.label, f"starting workflow {request.workflow_id!r}",
                             _reason(error))
 
     # -- signals and published events -------------------------------------------

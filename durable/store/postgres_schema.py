@@ -163,12 +163,23 @@ def parse_url(url: str) -> Target:
     return Target(conninfo, schema, f"{shown} (schema {schema})")
 
 
+#: What to do about a failure to reach or use the server (the fix of each StorageError).
+FIX = ("Check that the PostgreSQL server runs and is reachable from here (host, port, "
+       "credentials, max_connections); durable reconnects by itself, so retry the call "
+       "once the server answers.")
+
+
+def storage_error(label: str, operation: str, reason: str) -> StorageError:
+    """The StorageError of one failed operation on a PostgreSQL store."""
+    return StorageError(label, operation, reason, FIX)
+
+
 def connect(target: Target, operation: str, **options: Any) -> psycopg.Connection[Any]:
     """A new direct connection, or a StorageError within the connect timeout."""
     try:
         return psycopg.connect(target.conninfo, **options)
     except psycopg.Error as error:
-        raise StorageError(target.label, operation, _reason(error)) from error
+        raise storage_error(target.label, operation, _reason(error)) from error
 
 
 def _reason(error: BaseException) -> str:
@@ -189,7 +200,7 @@ def migrate(target: Target) -> None:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
                 if _has_table(conn, target.schema, "workflows") and not _has_table(
                         conn, target.schema, "migrations"):
-                    raise StorageError(
+                    raise storage_error(
                         target.label, "opening the database",
                         f"schema {target.schema!r} holds a workflows table of another "
                         "program; choose another schema with ?schema=name")
@@ -198,7 +209,7 @@ def migrate(target: Target) -> None:
                              "DEFAULT now(), backend integer NOT NULL DEFAULT pg_backend_pid())")
                 version = _version(conn, target)
                 if version > len(MIGRATIONS):
-                    raise StorageError(
+                    raise storage_error(
                         target.label, "opening the database",
                         f"its schema version {version} is newer than this durable's "
                         f"({len(MIGRATIONS)}); upgrade durable")
@@ -208,7 +219,7 @@ def migrate(target: Target) -> None:
                     conn.execute(f"INSERT INTO {s}.migrations (number) VALUES (%s)",
                                  (number + 1,))
         except psycopg.Error as error:
-            raise StorageError(target.label, "migrating the schema", _reason(error)) from error
+            raise storage_error(target.label, "migrating the schema", _reason(error)) from error
 
 
 def _has_table(conn: psycopg.Connection[Any], schema: str, table: str) -> bool:

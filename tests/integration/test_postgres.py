@@ -191,6 +191,7 @@ def test_an_unreachable_server_is_a_storage_error_within_the_connect_timeout() -
         durable.Engine("postgresql://postgres@127.0.0.1:1/postgres?connect_timeout=2")
     assert time.monotonic() - started < 5
     assert "opening the database" in str(error.value) and "reachable" in str(error.value)
+    assert error.value.what == "opening the database"
 
 
 def test_a_schema_that_is_not_a_plain_name_is_refused() -> None:
