@@ -4,7 +4,6 @@ in one transaction, a savepoint around each request that may fail so that it fai
 
 from __future__ import annotations
 
-import _thread
 import threading
 import time
 from collections.abc import Callable
@@ -99,7 +98,7 @@ class Append:
     """One append request waiting for a group commit."""
 
     __slots__ = ("consume_signal", "control", "done", "error", "events", "owner", "publish",
-                 "recheck", "simple", "update", "waiter", "wake", "workflow_id")
+                 "recheck", "simple", "update", "wake", "workflow_id")
 
     def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
                  update: dict[str, Any] | None, consume_signal: int | None,
@@ -112,7 +111,6 @@ class Append:
         self.done = False
         self.control: str | None = None
         self.error: BaseException | None = None
-        self.waiter: _thread.LockType | None = None
 
     @property
     def notifies(self) -> bool:
@@ -127,14 +125,13 @@ class Append:
 class Create:
     """A new workflow (row and first events) waiting for a group commit."""
 
-    __slots__ = ("done", "error", "events", "existing", "row", "waiter", "workflow_id")
+    __slots__ = ("done", "error", "events", "existing", "row", "workflow_id")
 
     def __init__(self, row: WorkflowRow, events: list[NewEvent]) -> None:
         self.row, self.events, self.workflow_id = row, events, row.workflow_id
         self.done = False
         self.existing: WorkflowRow | None = None
         self.error: BaseException | None = None
-        self.waiter: _thread.LockType | None = None
 
     @property
     def notifies(self) -> bool:
@@ -222,46 +219,44 @@ def insert_events(cur: psycopg.Cursor[Any], sql: Sql, workflow_id: str, run: int
 
 
 class GroupCommit:
-    """One thread at a time, the leader, commits every request queued by then in one
-    transaction (``commit``), then hands the lead to the oldest request queued meanwhile.
-    The others sleep until theirs is done. Nobody's write is acknowledged before the
-    COMMIT that makes it durable has returned."""
+    """Group commit: a thread whose request is queued becomes a leader when fewer than
+    ``leaders`` commit now; a leader commits every request queued by then in one
+    transaction (``commit``). The others sleep until theirs is done, or until they may
+    lead the requests queued meanwhile. Nobody's write is acknowledged before the COMMIT
+    that makes it durable has returned.
+
+    More than one leader: while one transaction waits for its WAL flush, the next is
+    written, and PostgreSQL flushes both with one fsync.
+    """
 
     def __init__(self, commit: Callable[[list[Request]], None],
-                 not_written: Callable[[Request], BaseException]) -> None:
+                 not_written: Callable[[Request], BaseException], leaders: int = 1) -> None:
         self._commit, self._not_written = commit, not_written
         self._pending: list[Request] = []
-        self._pending_lock = threading.Lock()
-        self._leading = False
+        self._changed = threading.Condition(threading.Lock())
+        self._leaders, self._max_leaders = 0, leaders
 
     def submit(self, request: Request) -> None:
-        with self._pending_lock:
+        with self._changed:
             self._pending.append(request)
-            if self._leading:
-                request.waiter = _thread.allocate_lock()
-                request.waiter.acquire()
-            else:
-                self._leading = True
-        if request.waiter is not None:
             try:
-                request.waiter.acquire()  # released when done, or when handed the lead
+                while not request.done:
+                    if self._pending and self._leaders < self._max_leaders:
+                        self._lead()
+                    else:
+                        self._changed.wait()
             except BaseException:  # interrupted (Ctrl-C in the main thread)
-                with self._pending_lock:
-                    if request.waiter is not None and request in self._pending:
-                        self._pending.remove(request)  # never written
-                        raise
-                if not request.done:
-                    self._lead()  # it was handed the lead: pass it on before leaving
+                if request in self._pending:
+                    self._pending.remove(request)  # never written
                 raise
-        if not request.done:
-            self._lead()
         if request.error is not None:
             raise request.error
 
     def _lead(self) -> None:
-        with self._pending_lock:
-            batch, self._pending = self._pending, []
-        waiter: _thread.LockType | None = None
+        """Commit what is queued; called and returns with the lock held."""
+        batch, self._pending = self._pending, []
+        self._leaders += 1
+        self._changed.release()
         try:
             self._commit(batch)
         finally:
@@ -269,14 +264,6 @@ class GroupCommit:
                 if not request.done:  # closed, or the leader was interrupted first
                     request.error = request.error or self._not_written(request)
                     request.done = True
-            with self._pending_lock:
-                successor = self._pending[0] if self._pending else None
-                if successor is None:
-                    self._leading = False
-                else:
-                    waiter, successor.waiter = successor.waiter, None
-            if waiter is not None:
-                waiter.release()
-            for request in batch:
-                if request.waiter is not None:
-                    request.waiter.release()
+            self._changed.acquire()
+            self._leaders -= 1
+            self._changed.notify_all()
