@@ -81,6 +81,7 @@ class Engine:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
         self.store: Store = open_store(self.path, synchronous, preallocate=workers > 0)
+        self.path = self.store.path  # a URL without its password
         self.owner = owner_id()
         self.workers = workers
         self.lease = float(lease)

@@ -6,8 +6,8 @@ lock; appends and starts of many workflows share one transaction (group commit, 
 savepoint around each request that may fail). Wake-ups travel by LISTEN/NOTIFY
 (:mod:`durable.store.postgres_listen`); the engine's poll is only a safety net.
 
-Connections per store: a pool (``POOL_MIN``..``POOL_MAX``) for reads and writes, plus one
-direct connection for LISTEN. A lost connection is replaced by the pool; reads are
+Connections per store: a pool (``?pool_min=1&pool_max=8`` in the URL) for reads and
+writes, plus one direct connection for LISTEN. A lost connection is replaced by the pool; reads are
 retried, and a write whose outcome is unknown hands its workflow back to the claim
 (the lease is ended) so that no workflow is stranded.
 """
@@ -51,7 +51,6 @@ from durable.store.postgres_schema import (
 log = logging.getLogger("durable")
 T = TypeVar("T")
 
-POOL_MIN, POOL_MAX = 1, 8
 #: Group commits in flight at once, each on its own pooled connection. 2 measured no
 #: faster on this 2-core machine (CPU-bound): more, smaller transactions.
 LEADERS = 1
@@ -76,7 +75,7 @@ class PostgresStore:
 
     def __init__(self, url: str, synchronous: str = "full") -> None:
         self.target = parse_url(url)
-        self.path = url
+        self.path = self.target.shown  # never a password: it goes into messages
         self._sql = Sql(self.target.schema)
         migrate(self.target)  # a clear StorageError within the connect timeout if unreachable
         relaxed = synchronous == "normal"
@@ -87,7 +86,7 @@ class PostgresStore:
 
         self._pool = psycopg_pool.ConnectionPool(
             make_conninfo(self.target.conninfo, application_name=f"durable {self.target.schema}"),
-            min_size=POOL_MIN, max_size=POOL_MAX, open=False,
+            min_size=self.target.pool_min, max_size=self.target.pool_max, open=False,
             timeout=POOL_TIMEOUT, kwargs={"autocommit": True}, configure=configure,
             name=f"durable-{self.target.schema}",
         )

@@ -126,6 +126,10 @@ class Target:
     conninfo: str
     schema: str
     label: str
+    #: The URL without its password: what the store shows as its ``path``.
+    shown: str
+    pool_min: int = 1
+    pool_max: int = 8
 
     @property
     def quoted(self) -> str:
@@ -138,17 +142,29 @@ class Target:
 
 
 def parse_url(url: str) -> Target:
-    """Split ``postgresql://...?schema=name`` into conninfo and schema (default
-    ``durable``); the other query parameters are libpq's and are kept."""
+    """Split ``postgresql://...?schema=name&pool_min=1&pool_max=8`` into conninfo, schema
+    (default ``durable``) and the pool's sizes; the other query parameters are libpq's
+    and are kept."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = "durable"
+    pool = {"pool_min": 1, "pool_max": 8}
     kept: list[tuple[str, str]] = []
     for key, value in query:
         if key == "schema":
             schema = value
+        elif key in pool:
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidArgument(
+                    f"{key}={value!r} in the database URL is not a whole number >= 1; "
+                    "e.g. ?pool_max=4")
+            pool[key] = int(value)
         else:
             kept.append((key, value))
+    if pool["pool_min"] > pool["pool_max"]:
+        raise InvalidArgument(
+            f"pool_min={pool['pool_min']} is more than pool_max={pool['pool_max']} in the "
+            "database URL; make pool_min <= pool_max")
     if not _IDENTIFIER.match(schema):
         raise InvalidArgument(
             f"schema={schema!r} in the database URL is not a plain lower-case SQL name; "
@@ -160,7 +176,11 @@ def parse_url(url: str) -> Target:
     netloc = parts.netloc.rpartition("@")
     user = netloc[0].partition(":")[0]
     shown = f"{parts.scheme}://{user + '@' if user else ''}{netloc[2]}{parts.path}"
-    return Target(conninfo, schema, f"{shown} (schema {schema})")
+    public = [(k, v) for k, v in query if k != "password"]
+    return Target(conninfo, schema, f"{shown} (schema {schema})",
+                  urlunsplit(parts._replace(netloc=f"{user + '@' if user else ''}{netloc[2]}",
+                                            query=urlencode(public))),
+                  pool["pool_min"], pool["pool_max"])
 
 
 #: What to do about a failure to reach or use the server (the fix of each StorageError).
