@@ -18,6 +18,7 @@ import common as c
 
 SIDE = "dbos"
 PG = ""  # --pg: a PostgreSQL server URL
+SYNC = "full"  # --synchronous: "normal" turns synchronous_commit off on PostgreSQL
 
 
 def system_url(db_dir: Path, file: str = "dbos.sqlite") -> str:
@@ -25,7 +26,9 @@ def system_url(db_dir: Path, file: str = "dbos.sqlite") -> str:
         from urllib.parse import urlsplit, urlunsplit
 
         parts = urlsplit(PG)
-        return urlunsplit(parts._replace(path="/" + c.pg_name(db_dir)))
+        # As durable's synchronous="normal" on PostgreSQL: commits without a WAL flush.
+        query = "options=-c%20synchronous_commit%3Doff" if SYNC == "normal" else parts.query
+        return urlunsplit(parts._replace(path="/" + c.pg_name(db_dir), query=query))
     return f"sqlite:///{db_dir.resolve() / file}"
 
 
@@ -152,12 +155,15 @@ SCENARIOS = {"seq10": seq10, "long1000": long1000, "concurrent200": concurrent20
 
 
 def main() -> None:
-    args = c.parser(SIDE).parse_args()
-    global PG
-    PG = args.pg
+    p = c.parser(SIDE)
+    p.add_argument("--synchronous", choices=("full", "normal"), default="full")
+    args = p.parse_args()
+    global PG, SYNC
+    PG, SYNC = args.pg, args.synchronous
     db_dir: Path = args.db
     db_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.argv[0], "--scenario", args.scenario, "--db", str(db_dir), "--pg", PG]
+    argv = [sys.argv[0], "--scenario", args.scenario, "--db", str(db_dir), "--pg", PG,
+            "--synchronous", SYNC]
     if args.role == "recovery-child":
         recovery_child(db_dir)
     elif args.role == "recovery-resume":

@@ -87,7 +87,7 @@ def run_side(side: str, scenario: str, sync: str, pg: str = "") -> dict[str, Any
     if side == "durable":
         cmd = [sys.executable, str(HERE / "durable_side.py"), "--synchronous", sync]
     else:
-        cmd = [str(DBOS_PYTHON), str(HERE / "dbos_side.py")]
+        cmd = [str(DBOS_PYTHON), str(HERE / "dbos_side.py"), "--synchronous", sync]
     if pg:
         cmd += ["--pg", pg]
     print(f"  {side:8} {scenario:14}", end="", file=sys.stderr, flush=True)

@@ -128,6 +128,7 @@ class Executor:
             if owner != self.engine.owner and owner_gone(owner):
                 log.info("recovering the workflows of %s, whose process is gone", owner)
                 self.engine.store.expire(owner)
+                self.wake()  # claim them now, not at the next poll
 
     # -- threads ----------------------------------------------------------------
 

@@ -80,7 +80,12 @@ class PostgresStore:
         migrate(self.target)  # a clear StorageError within the connect timeout if unreachable
         relaxed = synchronous == "normal"
 
+        # The server processes of this store's pool: the listener ignores their NOTIFYs,
+        # since this store's engine already knows what it did itself.
+        own: set[int] = set()
+
         def configure(conn: psycopg.Connection[Any]) -> None:
+            own.add(conn.info.backend_pid)
             if relaxed:
                 conn.execute("SET synchronous_commit = off")
 
@@ -95,7 +100,7 @@ class PostgresStore:
         except psycopg_pool.PoolTimeout as error:
             self._pool.close()
             raise storage_error(self.target.label, "opening the pool", str(error)) from error
-        self._listener = Listener(self.target)
+        self._listener = Listener(self.target, ignore=own)
         self._group = GroupCommit(lambda batch: self._commit(batch), self._not_written,
                                   leaders=LEADERS)
         self._closed = False
@@ -427,6 +432,16 @@ class PostgresStore:
                 # request waits or the position is taken; then the full path finds out.
                 if len(batch) == 1 and isinstance(first, Append) and first.simple and \
                         fast_insert(cur, sql, first):
+                    return
+                if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+                    try:
+                        with conn.transaction():
+                            first.apply(cur, sql)
+                            if first.notifies:
+                                cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+                    except (Fenced, psycopg.errors.DataError,
+                            psycopg.errors.IntegrityError) as error:
+                        first.error = self._typed(first, error)
                     return
                 with conn.transaction():
                     self._apply_batch(conn, cur, batch)
