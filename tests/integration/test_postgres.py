@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -216,3 +218,36 @@ def test_a_server_restart_mid_run_strands_no_workflow(procs: Procs) -> None:
             positions = [e.position for e in client.history(workflow_id)]
             assert positions == list(range(len(positions)))
     procs.stop_all()
+
+
+def test_an_outage_neither_spins_the_dispatcher_nor_stops_a_timer() -> None:
+    """The database refuses connections for a while (as during a restart or a failover):
+    the engine retries at its poll, not in a loop, and a timer that came due meanwhile
+    still fires once the database is back."""
+    name = f"t_outage_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = str(urlsplit(POSTGRES)._replace(path=f"/{name}").geturl())
+    try:
+        with durable.Engine(url, workers=2, poll_interval=0.2) as engine:
+            handle = engine.start(waiting.sleeper, 1.0, workflow_id="nap")
+            wait_until(lambda: handle.status() is durable.Status.WAITING, timeout=5)
+            claims = []
+            claim = engine.store.claim
+
+            def counted(*args: object) -> object:
+                claims.append(time.monotonic())
+                return claim(*args)  # type: ignore[arg-type]
+
+            engine.store.claim = counted  # type: ignore[method-assign]
+            with psycopg.connect(POSTGRES, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = %s", (name,))
+                time.sleep(2.0)  # the timer comes due during the outage
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            assert len(claims) <= 20, f"{len(claims)} claims in a 2 s outage: a busy loop"
+            assert len(handle.result(timeout=60)) == 2
+    finally:
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
