@@ -39,6 +39,7 @@ from durable.store.postgres_commit import (
     workflow_row,
 )
 from durable.store.postgres_listen import Listener
+from durable.store.postgres_outside import Outside
 from durable.store.postgres_schema import (
     CONNECT_TIMEOUT,
     migrate,
@@ -59,7 +60,6 @@ POOL_TIMEOUT = 15.0
 #: Attempts of a read (or of an idempotent write) over broken connections.
 ATTEMPTS = 4
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
-_AT_REST = f"owner IS NULL AND control IS NULL AND status <> 'PAUSED' AND {_UNFINISHED}"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
 
 
@@ -67,7 +67,7 @@ def _event(values: tuple[Any, ...]) -> Recorded:
     return recorded_from_row((*values[:7], untag(values[7]), values[8]))
 
 
-class PostgresStore:
+class PostgresStore(Outside):
     """The event log in one PostgreSQL schema (see :class:`durable.store.Store`)."""
 
     #: Only a safety net: LISTEN/NOTIFY wakes the engine when work appears.
@@ -330,49 +330,6 @@ class PostgresStore:
         )
         return [workflow_row(r) for r in rows]
 
-    # -- controls from outside ----------------------------------------------------
-
-    def request_pause(self, workflow_id: str, now: float) -> None:
-        s = self._sql.schema
-
-        def pause(cur: psycopg.Cursor[Any]) -> None:
-            cur.execute(self._sql.lock_row, (workflow_id,))  # both statements see one row
-            # At rest (nobody runs it): paused at once. Running: it pauses itself at its
-            # next recorded call. A pending cancel (or a compensation) wins over a pause.
-            cur.execute(
-                f"UPDATE {s}.workflows SET status = 'PAUSED', wake_at = NULL, "
-                f"waiting = 'resume', wait_signal = NULL, updated = %s WHERE workflow_id = %s "
-                f"AND {_AT_REST}", (now, workflow_id))
-            cur.execute(
-                f"UPDATE {s}.workflows SET control = 'pause', updated = %s WHERE workflow_id "
-                f"= %s AND owner IS NOT NULL AND control IS NULL AND {_UNFINISHED}",
-                (now, workflow_id))
-
-        self._write("pausing a workflow", pause, notify=True)
-
-    def resume(self, workflow_id: str, now: float) -> None:
-        s = self._sql.schema
-
-        def resume(cur: psycopg.Cursor[Any]) -> None:
-            cur.execute(self._sql.lock_row, (workflow_id,))
-            # A pause still pending is withdrawn; a pending cancel is left alone.
-            cur.execute(f"UPDATE {s}.workflows SET control = NULL, updated = %s "
-                        "WHERE workflow_id = %s AND control = 'pause'", (now, workflow_id))
-            cur.execute(f"UPDATE {s}.workflows SET status = 'RUNNING', wake_at = %s, "
-                        "waiting = NULL, updated = %s WHERE workflow_id = %s "
-                        "AND status = 'PAUSED'", (now, now, workflow_id))
-
-        self._write("resuming a workflow", resume, notify=True)
-
-    def request_cancel(self, workflow_id: str, now: float) -> None:
-        # A waiting or paused workflow is woken at once; a running one unwinds at its next
-        # call. One that is already compensating goes on doing so.
-        self._write("cancelling a workflow", lambda cur: cur.execute(
-            f"UPDATE {self._sql.schema}.workflows SET control = 'cancel', wake_at = %s, "
-            f"updated = %s WHERE workflow_id = %s AND {_UNFINISHED} "
-            "AND (control IS NULL OR control = 'pause')", (now, now, workflow_id)),
-            notify=True)
-
     # -- the log ----------------------------------------------------------------
 
     def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
@@ -420,31 +377,23 @@ class PostgresStore:
 
     def _commit(self, batch: list[Request]) -> None:
         """The group commit's transaction (see GroupCommit): requests that may fail run
-        under a savepoint each; one NOTIFY at the commit if any other engine must know."""
-        sql = self._sql
+        under a savepoint each; one NOTIFY at the commit if any other engine must know.
+        A deadlock or serialization failure rolled all of it back: it is tried again."""
         if self._closed:
             return  # each request fails as not written (see _not_written)
-        first = batch[0]
         try:
-            with self._connection("committing") as conn, conn.cursor() as cur:
-                # One event, nothing else: a single fenced statement, its own transaction
-                # (one round trip). It inserts nothing if we lost the workflow, a control
-                # request waits or the position is taken; then the full path finds out.
-                if len(batch) == 1 and isinstance(first, Append) and first.simple and \
-                        fast_insert(cur, sql, first):
+            for attempt in range(ATTEMPTS):
+                try:
+                    self._commit_once(batch)
                     return
-                if len(batch) == 1:  # alone: its own transaction, no savepoint needed
-                    try:
-                        with conn.transaction():
-                            first.apply(cur, sql)
-                            if first.notifies:
-                                cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
-                    except (Fenced, psycopg.errors.DataError,
-                            psycopg.errors.IntegrityError) as error:
-                        first.error = self._typed(first, error)
-                    return
-                with conn.transaction():
-                    self._apply_batch(conn, cur, batch)
+                except psycopg.Error as error:
+                    # Class 40 (deadlock, serialization failure): rolled back, safe to retry.
+                    if not (error.sqlstate or "").startswith("40") or attempt == ATTEMPTS - 1:
+                        raise
+                    for request in batch:  # nothing of it was kept: start over
+                        request.error = None
+                        if isinstance(request, Create):
+                            request.existing = None
         except (psycopg.Error, StorageError) as error:
             # Nothing of this batch may be assumed durable (the COMMIT's answer may have
             # been lost: then it was). Fenced stops each executor without writing; its
@@ -467,6 +416,28 @@ class PostgresStore:
         finally:
             for request in batch:
                 request.done = True
+
+    def _commit_once(self, batch: list[Request]) -> None:
+        sql, first = self._sql, batch[0]
+        with self._connection("committing") as conn, conn.cursor() as cur:
+            # One event, nothing else: a single fenced statement, its own transaction
+            # (one round trip). It inserts nothing if we lost the workflow, a control
+            # request waits or the position is taken; then the full path finds out.
+            if len(batch) == 1 and isinstance(first, Append) and first.simple and \
+                    fast_insert(cur, sql, first):
+                return
+            if len(batch) == 1:  # alone: its own transaction, no savepoint needed
+                try:
+                    with conn.transaction():
+                        first.apply(cur, sql)
+                        if first.notifies:
+                            cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+                except (Fenced, psycopg.errors.DataError,
+                        psycopg.errors.IntegrityError) as error:
+                    first.error = self._typed(first, error)
+                return
+            with conn.transaction():
+                self._apply_batch(conn, cur, batch)
 
     def _apply_batch(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any],
                      batch: list[Request]) -> None:
@@ -514,47 +485,6 @@ class PostgresStore:
                 request.workflow_id, f"storage: {_reason(error)}")
         return storage_error(self.target.label, f"starting workflow {request.workflow_id!r}",
                             _reason(error))
-
-    # -- signals and published events -------------------------------------------
-
-    def next_signal(self, workflow_id: str, name: str) -> tuple[int, str, Any] | None:
-        rows = self._read(
-            "reading signals",
-            f"SELECT id, encoding, payload FROM {self._sql.schema}.signals WHERE workflow_id "
-            "= %s AND name = %s AND consumed_position IS NULL ORDER BY id LIMIT 1",
-            (workflow_id, name))
-        return (rows[0][0], rows[0][1], untag(rows[0][2])) if rows else None
-
-    def send_signal(self, workflow_id: str, name: str, encoding: str, payload: Any) -> None:
-        now, s = time.time(), self._sql.schema
-
-        def send(cur: psycopg.Cursor[Any]) -> None:
-            cur.execute(self._sql.lock_row, (workflow_id,))  # see Sql.lock_row
-            cur.execute(f"INSERT INTO {s}.signals (workflow_id, name, encoding, payload, sent) "
-                        "VALUES (%s, %s, %s, %s, %s)",
-                        (workflow_id, name, encoding, tag(payload), now))
-            # Armed in the same transaction as the waiter's check: no wake-up is missed.
-            cur.execute(f"UPDATE {s}.workflows SET wake_at = %s WHERE workflow_id = %s AND "
-                        "wait_signal = %s AND owner IS NULL AND status = 'WAITING'",
-                        (now, workflow_id, name))
-
-        # Not retried: a signal whose commit's answer was lost might be delivered twice.
-        self._write(f"sending signal {name!r} to workflow {workflow_id!r}", send, retry=False,
-                    notify=True)
-
-    def published(self, workflow_id: str, key: str) -> tuple[str, Any] | None:
-        rows = self._read("reading a published value",
-                          f"SELECT encoding, payload FROM {self._sql.schema}.published "
-                          "WHERE workflow_id = %s AND key = %s", (workflow_id, key))
-        return (rows[0][0], untag(rows[0][1])) if rows else None
-
-    def signals(self, workflow_id: str) -> list[tuple[Any, ...]]:
-        """Every signal sent to a workflow: ``(id, name, sent, consumed_position)``."""
-        rows = self._read("reading signals",
-                          f"SELECT id, name, sent, consumed_position FROM {self._sql.schema}"
-                          ".signals WHERE workflow_id = %s ORDER BY id", (workflow_id,))
-        return [tuple(r) for r in rows]
-
 
 def _reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__

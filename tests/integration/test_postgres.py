@@ -251,3 +251,27 @@ def test_an_outage_neither_spins_the_dispatcher_nor_stops_a_timer() -> None:
     finally:
         with psycopg.connect(POSTGRES, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_group_commit_rolled_back_by_a_deadlock_is_tried_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from durable.store.postgres import PostgresStore
+
+    original = PostgresStore._commit_once
+    failures: list[int] = []
+
+    def deadlock_once(self: PostgresStore, batch: list) -> None:  # type: ignore[type-arg]
+        if not failures:
+            failures.append(len(batch))
+            with self._pool.connection() as conn:  # a real error from the server
+                conn.execute("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$")
+        original(self, batch)
+
+    with durable.Engine(pg_url, workers=2) as engine:
+        monkeypatch.setattr(PostgresStore, "_commit_once", deadlock_once)
+        assert engine.run(waiting.sleeper, 0, workflow_id="d") is not None
+    assert failures == [1]
+    kinds = [k for (k,) in execute_sql(pg_url, "SELECT kind FROM events WHERE workflow_id = 'd' "
+                                               "ORDER BY position")]
+    assert kinds.count("workflow.started") == 1 and kinds[-1] == "workflow.completed"
