@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -80,12 +81,11 @@ class PostgresStore(Outside):
         migrate(self.target)  # a clear StorageError within the connect timeout if unreachable
         relaxed = synchronous == "normal"
 
-        # The server processes of this store's pool: the listener ignores their NOTIFYs,
-        # since this store's engine already knows what it did itself.
-        own: set[int] = set()
+        # The payload of this store's NOTIFYs: its listener ignores them, since this
+        # store's engine already knows what it did itself.
+        self._token = uuid.uuid4().hex[:16]
 
         def configure(conn: psycopg.Connection[Any]) -> None:
-            own.add(conn.info.backend_pid)
             if relaxed:
                 conn.execute("SET synchronous_commit = off")
 
@@ -100,7 +100,7 @@ class PostgresStore(Outside):
         except psycopg_pool.PoolTimeout as error:
             self._pool.close()
             raise storage_error(self.target.label, "opening the pool", str(error)) from error
-        self._listener = Listener(self.target, ignore=own)
+        self._listener = Listener(self.target, ignore=self._token)
         self._group = GroupCommit(lambda batch: self._commit(batch), self._not_written,
                                   leaders=LEADERS)
         self._closed = False
@@ -156,10 +156,15 @@ class PostgresStore(Outside):
             with conn.transaction(), conn.cursor() as cur:
                 result = fn(cur)
                 if notify:
-                    cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+                    self._notify(cur)
                 return result
 
         return self._run(operation, run, retry)
+
+    def _notify(self, cur: psycopg.Cursor[Any]) -> None:
+        """NOTIFY the other engines at this transaction's commit (once: PostgreSQL drops
+        the same notification sent twice in one transaction)."""
+        cur.execute("SELECT pg_notify(%s, %s)", (self.target.channel, self._token))
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         self._listener.subscribe(callback)
@@ -431,7 +436,7 @@ class PostgresStore(Outside):
                     with conn.transaction():
                         first.apply(cur, sql)
                         if first.notifies:
-                            cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+                            self._notify(cur)
                 except (Fenced, psycopg.errors.DataError,
                         psycopg.errors.IntegrityError) as error:
                     first.error = self._typed(first, error)
@@ -453,7 +458,7 @@ class PostgresStore(Outside):
             except (Fenced, psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
                 request.error = self._typed(request, error)
         if notify:
-            cur.execute("SELECT pg_notify(%s, '')", (self.target.channel,))
+            self._notify(cur)
 
     def _fast_inserts(self, conn: psycopg.Connection[Any], batch: list[Request]) -> set[Request]:
         """The one-event appends at the head of the batch, pipelined: one round trip for

@@ -37,10 +37,10 @@ def _keepalives() -> dict[str, str]:
 class Listener:
     """A thread that LISTENs on the schema's channel and calls the subscribers."""
 
-    def __init__(self, target: Target, ignore: set[int] | None = None) -> None:
-        """``ignore``: server process ids whose notifications are not passed on."""
+    def __init__(self, target: Target, ignore: str = "") -> None:
+        """``ignore``: the payload of notifications not passed on (the store's own)."""
         self._target = target
-        self._ignore = ignore if ignore is not None else set()
+        self._ignore = ignore
         self._subscribers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -125,7 +125,8 @@ class Listener:
             for notify in conn.notifies(timeout=CHECK_EVERY):
                 if notify.payload == own_stop:
                     return
-                if not notify.payload.startswith(STOP) and notify.pid not in self._ignore:
+                if not notify.payload.startswith(STOP) and (
+                        not self._ignore or notify.payload != self._ignore):
                     woken = True
                     break  # one call covers the others already queued
             if woken:

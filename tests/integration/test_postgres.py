@@ -275,3 +275,18 @@ def test_a_group_commit_rolled_back_by_a_deadlock_is_tried_again(
     kinds = [k for (k,) in execute_sql(pg_url, "SELECT kind FROM events WHERE workflow_id = 'd' "
                                                "ORDER BY position")]
     assert kinds.count("workflow.started") == 1 and kinds[-1] == "workflow.completed"
+
+
+def test_two_engines_in_one_process_wake_each_other(pg_url: str) -> None:
+    # Each store ignores only its own notifications: the other engine's still wake it.
+    with durable.Engine(pg_url, workers=2, poll_interval=30.0) as worker, \
+            durable.Engine(pg_url, workers=0, poll_interval=30.0) as client:
+        worker.list_workflows()  # open; its dispatcher now sleeps for 30 s
+        wait_until(lambda: listeners(pg_url) == 2, timeout=5, what="both listeners")
+        started = time.monotonic()
+        handle = client.start(waiting.two_signals, workflow_id="pair")
+        wait_until(lambda: handle.status() is durable.Status.WAITING, timeout=5)
+        handle.signal("a", 1)
+        handle.signal("b", 2)
+        assert handle.result(timeout=5) == [1, 2]
+        assert time.monotonic() - started < 5
