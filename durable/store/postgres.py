@@ -150,10 +150,16 @@ class PostgresStore(Outside):
         return self._run(operation, lambda conn: conn.execute(query, params).fetchall())
 
     def _write(self, operation: str, fn: Callable[[psycopg.Cursor[Any]], T],
-               retry: bool = True, notify: bool = False) -> T:
-        """``fn`` in one transaction (and NOTIFY the channel at its commit, if asked)."""
+               retry: bool = True, notify: bool = False, sync: bool = True) -> T:
+        """``fn`` in one transaction (and NOTIFY the channel at its commit, if asked).
+
+        ``sync=False``: the commit does not wait for its WAL flush, for writes that may be
+        lost with the server (claims, renewals: fencing makes a lost one harmless). The
+        WAL is sequential, so any later synced commit makes this one durable too."""
         def run(conn: psycopg.Connection[Any]) -> T:
             with conn.transaction(), conn.cursor() as cur:
+                if not sync:
+                    cur.execute("SET LOCAL synchronous_commit = off")
                 result = fn(cur)
                 if notify:
                     self._notify(cur)
@@ -219,7 +225,8 @@ class PostgresStore(Outside):
         params = {"now": now, "limit": limit, "owner": owner, "lease": lease_until}
         try:
             rows = self._write("claiming workflows",
-                               lambda cur: cur.execute(query, params).fetchall(), retry=False)
+                               lambda cur: cur.execute(query, params).fetchall(), retry=False,
+                               sync=False)
         except StorageError:
             with self._lost_lock:  # it may have committed: hand back what it took
                 self._lost_claims.append((owner, now))
@@ -290,7 +297,7 @@ class PostgresStore(Outside):
         self._write("renewing leases", lambda cur: cur.execute(
             f"UPDATE {s}.workflows SET lease_until = %s WHERE workflow_id IN (SELECT "
             f"workflow_id FROM {s}.workflows WHERE owner = %s AND lease_until > 0 "
-            "FOR UPDATE SKIP LOCKED)", (lease_until, owner)))
+            "FOR UPDATE SKIP LOCKED)", (lease_until, owner)), sync=False)
 
     def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
         try:
