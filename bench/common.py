@@ -25,12 +25,22 @@ WARMUP = 5
 IMPORT_RUNS = 3
 
 
+THROUGHPUT_WORKFLOWS = 400  # workers1/2/4: chains of CONCURRENT_STEPS, N processes
+WAKEUPS = 100  # wakeup: signals, each to a workflow waiting in another process
+
+
 def parser(side: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=f"{side} side of the durable benchmark")
     p.add_argument("--scenario", required=True)
     p.add_argument("--db", required=True, type=Path, help="fresh directory for the database")
     p.add_argument("--role", default="main", help=argparse.SUPPRESS)
+    p.add_argument("--pg", default="", help="a PostgreSQL URL: run on it instead of SQLite")
     return p
+
+
+def pg_name(db_dir: Path) -> str:
+    """The schema (durable) or database (DBOS) of one run on PostgreSQL: from its dir."""
+    return "bench_" + "".join(ch if ch.isalnum() else "_" for ch in db_dir.name.lower())
 
 
 def emit(side: str, scenario: str, **metrics: Any) -> None:
@@ -65,6 +75,29 @@ def _last_json(stdout: str) -> dict[str, Any]:
         raise RuntimeError(f"no JSON result in output:\n{stdout}")
     result: dict[str, Any] = json.loads(lines[-1])
     return {k: v for k, v in result.items() if k not in ("side", "scenario")}
+
+
+def spawn_role(argv: list[str], role: str, log: Path) -> subprocess.Popen[str]:
+    """This side's script in another process with ``role``; it prints ``ready`` first."""
+    with log.open("w") as err:
+        proc = subprocess.Popen([sys.executable, *argv, "--role", role],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise RuntimeError(f"role {role} did not start:\n{log.read_text()[-4000:]}")
+    return proc
+
+
+def stop_roles(procs: list[subprocess.Popen[str]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_role(argv: list[str], role: str, timeout: float = 180.0) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """DBOS side of the benchmark. Run with bench/.venv-dbos/bin/python (see setup_dbos.sh).
 
-DBOS is used with its defaults on SQLite: the system database is one SQLite file.
+DBOS is used with its defaults: on SQLite the system database is one SQLite file; with
+``--pg URL`` (its production mode) a PostgreSQL database of its own on that server,
+named after the run's directory (common.pg_name), which DBOS creates.
 """
 
 from __future__ import annotations
@@ -15,13 +17,26 @@ from typing import Any
 import common as c
 
 SIDE = "dbos"
+PG = ""  # --pg: a PostgreSQL server URL
+SYNC = "full"  # --synchronous: "normal" turns synchronous_commit off on PostgreSQL
+
+
+def system_url(db_dir: Path, file: str = "dbos.sqlite") -> str:
+    if PG:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(PG)
+        # As durable's synchronous="normal" on PostgreSQL: commits without a WAL flush.
+        query = "options=-c%20synchronous_commit%3Doff" if SYNC == "normal" else parts.query
+        return urlunsplit(parts._replace(path="/" + c.pg_name(db_dir), query=query))
+    return f"sqlite:///{db_dir.resolve() / file}"
 
 
 def load(db_dir: Path) -> SimpleNamespace:
     """Import DBOS, configure it against db_dir and register the benchmark functions."""
     from dbos import DBOS, SetWorkflowID
 
-    url = f"sqlite:///{db_dir.resolve() / 'dbos.sqlite'}"
+    url = system_url(db_dir)
     DBOS(config={"name": "durable-bench", "system_database_url": url, "log_level": "WARNING"})
 
     @DBOS.step(name="bench.add")
@@ -127,7 +142,7 @@ def import_open(db_dir: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     from dbos import DBOS
 
-    url = f"sqlite:///{db_dir.resolve() / f'open-{os.getpid()}.sqlite'}"
+    url = system_url(db_dir, f"open-{os.getpid()}.sqlite")
     DBOS(config={"name": "durable-bench", "system_database_url": url, "log_level": "WARNING"})
     DBOS.launch()
     seconds = time.perf_counter() - t0
@@ -140,10 +155,15 @@ SCENARIOS = {"seq10": seq10, "long1000": long1000, "concurrent200": concurrent20
 
 
 def main() -> None:
-    args = c.parser(SIDE).parse_args()
+    p = c.parser(SIDE)
+    p.add_argument("--synchronous", choices=("full", "normal"), default="full")
+    args = p.parse_args()
+    global PG, SYNC
+    PG, SYNC = args.pg, args.synchronous
     db_dir: Path = args.db
     db_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.argv[0], "--scenario", args.scenario, "--db", str(db_dir)]
+    argv = [sys.argv[0], "--scenario", args.scenario, "--db", str(db_dir), "--pg", PG,
+            "--synchronous", SYNC]
     if args.role == "recovery-child":
         recovery_child(db_dir)
     elif args.role == "recovery-resume":

@@ -15,6 +15,7 @@ import common as c
 SIDE = "durable"
 REPLAYS = 50
 COLD_REPLAYS = 10
+PG = ""  # --pg: a PostgreSQL URL; each run gets its own schema (see common.pg_name)
 
 
 def load() -> SimpleNamespace:
@@ -38,6 +39,15 @@ def load() -> SimpleNamespace:
             x = add(x)
         return x
 
+    @durable.step(name="bench.stamp")
+    def stamp() -> float:
+        return time.time()
+
+    @durable.workflow(name="bench.wake")
+    def wake() -> list[float]:
+        sent = durable.wait_for_signal("go")
+        return [sent, stamp()]
+
     @durable.workflow(name="bench.blocking")
     def blocking(marker: str, flag: str) -> int:
         x = 0
@@ -45,11 +55,17 @@ def load() -> SimpleNamespace:
             x = block(x, marker, flag) if i == c.BLOCKING_STEP else add(x)
         return x
 
-    return SimpleNamespace(durable=durable, chain=chain, blocking=blocking)
+    return SimpleNamespace(durable=durable, chain=chain, blocking=blocking, wake=wake)
+
+
+def database(db_dir: Path) -> str:
+    if PG:
+        return f"{PG}{'&' if '?' in PG else '?'}schema={c.pg_name(db_dir)}"
+    return str(db_dir / "durable.db")
 
 
 def engine(d: SimpleNamespace, db_dir: Path, sync: str, **kwargs: Any) -> Any:
-    return d.durable.Engine(str(db_dir / "durable.db"), synchronous=sync, **kwargs)
+    return d.durable.Engine(database(db_dir), synchronous=sync, **kwargs)
 
 
 def run_chain(eng: Any, d: SimpleNamespace, wfid: str, n: int) -> int:
@@ -119,6 +135,64 @@ def replay(db_dir: Path, sync: str) -> dict[str, float]:
     }
 
 
+def worker(db_dir: Path, sync: str) -> None:
+    """A worker process for the multi-process scenarios: serves until SIGTERM."""
+    import signal
+    import threading
+
+    d = load()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with engine(d, db_dir, sync, workers=8):
+        print("ready", flush=True)
+        while not stop.wait(0.1):
+            pass
+
+
+def throughput(db_dir: Path, sync: str, argv: list[str], processes: int) -> dict[str, float]:
+    """Workflows per second with ``processes`` worker processes on one database, started
+    by a client engine that runs nothing itself."""
+    d = load()
+    with engine(d, db_dir, sync, workers=0) as client:  # creates the database first
+        procs = [c.spawn_role(argv, "worker", db_dir / f"worker-{i}.log")
+                 for i in range(processes)]
+        try:
+            run_chain(client, d, "warm", c.CONCURRENT_STEPS)
+            t0 = time.perf_counter()
+            handles = [client.start(d.chain, c.CONCURRENT_STEPS, workflow_id=f"tp-{i}")
+                       for i in range(c.THROUGHPUT_WORKFLOWS)]
+            for h in handles:
+                assert h.result(timeout=300) == c.CONCURRENT_STEPS
+            total = time.perf_counter() - t0
+        finally:
+            c.stop_roles(procs)
+    return {"total_s": total, "wf_per_s": c.THROUGHPUT_WORKFLOWS / total}
+
+
+def wakeup(db_dir: Path, sync: str, argv: list[str]) -> dict[str, float]:
+    """Signal wake-up across processes: a client signals a workflow that waits in a worker
+    process, one at a time; the latency is from the send to the first step after it."""
+    d = load()
+    with engine(d, db_dir, sync, workers=0) as client:
+        procs = [c.spawn_role(argv, "worker", db_dir / "worker-0.log")]
+        try:
+            handles = [client.start(d.wake, workflow_id=f"wake-{i}") for i in range(c.WAKEUPS)]
+            deadline = time.monotonic() + 60
+            while sum(h.status().value == "WAITING" for h in handles) < c.WAKEUPS:
+                assert time.monotonic() < deadline, "workflows did not reach their wait"
+                time.sleep(0.01)
+            latencies = []
+            for h in handles:
+                h.signal("go", time.time())
+                sent, woke = h.result(timeout=60)
+                latencies.append(woke - sent)
+        finally:
+            c.stop_roles(procs)
+    latencies.sort()
+    return {"p50_ms": statistics.median(latencies) * 1000,
+            "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000}
+
+
 def timed(fn: Any, *args: Any) -> float:
     t0 = time.perf_counter()
     fn(*args)
@@ -149,7 +223,8 @@ def import_open(db_dir: Path, sync: str) -> dict[str, float]:
     t0 = time.perf_counter()
     import durable
 
-    eng = durable.Engine(str(db_dir / f"open-{os.getpid()}.db"), synchronous=sync)
+    db = database(db_dir) if PG else str(db_dir / f"open-{os.getpid()}.db")
+    eng = durable.Engine(db, synchronous=sync)
     eng.__enter__()
     seconds = time.perf_counter() - t0
     rss = c.rss_mb()
@@ -164,11 +239,21 @@ def main() -> None:
     p = c.parser(SIDE)
     p.add_argument("--synchronous", choices=("full", "normal"), default="full")
     args = p.parse_args()
+    global PG
+    PG = args.pg
     db_dir: Path = args.db
     db_dir.mkdir(parents=True, exist_ok=True)
     sync: str = args.synchronous
-    argv = [sys.argv[0], "--scenario", args.scenario, "--db", str(db_dir), "--synchronous", sync]
-    if args.role == "recovery-child":
+    argv = [sys.argv[0], "--scenario", args.scenario, "--db", str(db_dir), "--synchronous", sync,
+            "--pg", PG]
+    if args.role == "worker":
+        worker(db_dir, sync)
+    elif args.scenario.startswith("workers"):
+        processes = int(args.scenario.removeprefix("workers"))
+        c.emit(SIDE, args.scenario, **throughput(db_dir, sync, argv, processes))
+    elif args.scenario == "wakeup":
+        c.emit(SIDE, args.scenario, **wakeup(db_dir, sync, argv))
+    elif args.role == "recovery-child":
         recovery_child(db_dir, sync)
     elif args.role == "recovery-resume":
         c.emit(SIDE, args.scenario, **recovery_resume(db_dir, sync))

@@ -7,7 +7,7 @@ methods without touching the engine.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from durable.replay import Recorded
@@ -43,6 +43,18 @@ class Store(StoreReads, Protocol):
     Every method is one transaction."""
 
     path: str
+    #: Seconds between the dispatcher's polls when nothing wakes it sooner (the engine's
+    #: default ``poll_interval``): short where polling is the only way to learn of work,
+    #: long (a safety net) where the store calls its subscribers.
+    poll_interval: float
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) when a workflow may have become runnable or
+        changed in another process; a store that cannot tell never calls it."""
+
+    def next_wake(self, now: float) -> float | None:
+        """The earliest time after ``now`` at which a timer makes a workflow runnable;
+        None if there is none or the store does not say (the dispatcher polls)."""
 
     def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
                         publish: list[tuple[str, str, Any]] | None = None
@@ -212,3 +224,28 @@ class Store(StoreReads, Protocol):
 
     def close(self) -> None:
         """Close the connection."""
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(db: str) -> bool:
+    """True when ``db`` names a PostgreSQL database (a URL) rather than a SQLite file."""
+    return db.startswith(POSTGRES_SCHEMES)
+
+
+def open_store(db: str, synchronous: str = "full", preallocate: bool = True,
+               read_only: bool = False) -> Store:
+    """The store for ``db``: PostgreSQL for a ``postgresql://`` (or ``postgres://``) URL,
+    else the SQLite file at that path. psycopg is imported only for a URL.
+
+    ``synchronous``, ``preallocate`` and ``read_only`` apply to SQLite; PostgreSQL commits
+    as the server's ``synchronous_commit`` says.
+    """
+    if is_url(db):
+        from durable.store.postgres import PostgresStore
+
+        return PostgresStore(db, synchronous)
+    from durable.store.sqlite import SQLiteStore
+
+    return SQLiteStore(db, synchronous, preallocate=preallocate, read_only=read_only)
