@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from psycopg.conninfo import make_conninfo
 
 from durable.errors import EngineClosed, StorageError
 from durable.replay import Recorded, recorded_from_row
-from durable.store import Fenced, NewEvent, WorkflowRow
+from durable.store import Fenced, NewEvent, StorageFailed, WorkflowRow
 from durable.store.cache import RunCache
 from durable.store.postgres_commit import (
     Append,
@@ -40,9 +40,12 @@ from durable.store.postgres_commit import (
     workflow_row,
 )
 from durable.store.postgres_listen import Listener
+from durable.store.postgres_ops import PostgresOps
 from durable.store.postgres_outside import Outside
+from durable.store.postgres_reads import PostgresReads
 from durable.store.postgres_schema import (
     CONNECT_TIMEOUT,
+    mapped,
     migrate,
     parse_url,
     storage_error,
@@ -68,7 +71,7 @@ def _event(values: tuple[Any, ...]) -> Recorded:
     return recorded_from_row((*values[:7], untag(values[7]), values[8]))
 
 
-class PostgresStore(Outside):
+class PostgresStore(PostgresReads, PostgresOps, Outside):
     """The event log in one PostgreSQL schema (see :class:`durable.store.Store`)."""
 
     #: Only a safety net: LISTEN/NOTIFY wakes the engine when work appears.
@@ -188,8 +191,10 @@ class PostgresStore(Outside):
 
     # -- workflows --------------------------------------------------------------
 
-    def create_workflow(self, row: WorkflowRow, events: list[NewEvent]) -> WorkflowRow | None:
-        request = Create(row, events)
+    def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
+                        publish: list[tuple[str, str, Any]] | None = None
+                        ) -> WorkflowRow | None:
+        request = Create(row, events, publish)
         self._group.submit(request)  # group-committed with appends
         return request.existing
 
@@ -214,7 +219,7 @@ class PostgresStore(Outside):
                         WHEN last.position > p.progress THEN 1 ELSE p.recoveries + 1 END,
                     progress = CASE WHEN p.owner IS NULL THEN p.progress
                         ELSE last.position END,
-                    updated = %(now)s
+                    updated = %(now)s, dequeued = COALESCE(w.dequeued, %(now)s)
                 FROM picked p, LATERAL (SELECT COALESCE(MAX(e.position), 0) AS position
                     FROM {s}.events e WHERE e.workflow_id = p.workflow_id) last
                 WHERE w.workflow_id = p.workflow_id AND p.control IS DISTINCT FROM 'pause'
@@ -272,32 +277,18 @@ class PostgresStore(Outside):
                           "WHERE wake_at > %s", (now,))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
-    def owners(self) -> list[str]:
-        """Every owner that holds a workflow now."""
-        rows = self._read("listing owners", f"SELECT DISTINCT owner FROM "
-                          f"{self._sql.schema}.workflows WHERE owner <> ''")
-        return [r[0] for r in rows]
-
-    def expire(self, owner: str) -> None:
-        """End the leases of ``owner`` at once (its process is known to be gone)."""
-        self._write("ending the leases of a gone owner", lambda cur: cur.execute(
-            f"UPDATE {self._sql.schema}.workflows SET lease_until = 0 WHERE owner = %s",
-            (owner,)), notify=True)
-
-    def retry_set_aside(self) -> None:
-        self._write("retrying workflows set aside", lambda cur: cur.execute(
-            f"UPDATE {self._sql.schema}.workflows SET wake_at = %s WHERE owner IS NULL "
-            f"AND error IS NOT NULL AND {_UNFINISHED}", (time.time(),)), notify=True)
-
-    def renew(self, owner: str, lease_until: float) -> None:
+    def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:
         self._repair()
+        if not workflow_ids:
+            return
         s = self._sql.schema
         # Rows locked by an append in progress are skipped (renewed at the next beat):
         # waiting for them could deadlock with a group commit that holds several.
         self._write("renewing leases", lambda cur: cur.execute(
             f"UPDATE {s}.workflows SET lease_until = %s WHERE workflow_id IN (SELECT "
             f"workflow_id FROM {s}.workflows WHERE owner = %s AND lease_until > 0 "
-            "FOR UPDATE SKIP LOCKED)", (lease_until, owner)), sync=False)
+            "AND workflow_id = ANY(%s) FOR UPDATE SKIP LOCKED)",
+            (lease_until, owner, list(workflow_ids))), sync=False)
 
     def crashed(self, owner: str, workflow_id: str, retry_at: float) -> None:
         try:
@@ -309,17 +300,6 @@ class PostgresStore(Outside):
             with self._lost_lock:
                 self._lost.add((owner, workflow_id))
             raise
-
-    def release(self, owner: str, workflow_id: str | None = None) -> None:
-        s = self._sql.schema
-        if workflow_id is None:
-            self._write("releasing workflows", lambda cur: cur.execute(
-                f"UPDATE {s}.workflows SET owner = NULL, wake_at = COALESCE(wake_at, %s) "
-                "WHERE owner = %s", (time.time(), owner)), notify=True)
-        else:
-            self._write("releasing a workflow", lambda cur: cur.execute(
-                f"UPDATE {s}.workflows SET owner = NULL WHERE owner = %s AND workflow_id = %s",
-                (owner, workflow_id)), notify=True)
 
     def workflow(self, workflow_id: str) -> WorkflowRow | None:
         rows = self._read("reading a workflow",
@@ -374,9 +354,10 @@ class PostgresStore(Outside):
         publish: tuple[str, str, Any] | None = None,
         recheck: tuple[str, str] | None = None,
         wake: str | None = None,
+        now: float | None = None,
     ) -> str | None:
         request = Append(workflow_id, owner, events, update, consume_signal, publish, recheck,
-                         wake)
+                         wake, now)
         self._group.submit(request)
         return request.control
 
@@ -418,10 +399,14 @@ class PostgresStore(Outside):
                     if request.error is None and owner is not None:
                         self._lost.add((owner, request.workflow_id))
             for request in batch:
-                request.error = request.error or (
-                    storage_error(self.target.label, "starting a workflow", reason)
-                    if isinstance(request, Create)
-                    else Fenced(request.workflow_id, f"storage: {reason}"))
+                if isinstance(request, Create):
+                    what = f"starting workflow {request.workflow_id!r}"
+                    request.error = request.error or storage_error(self.target.label, what,
+                                                                   reason)
+                else:
+                    what = f"recording events of workflow {request.workflow_id!r}"
+                    request.error = request.error or StorageFailed(
+                        request.workflow_id, storage_error(self.target.label, what, reason))
         except BaseException as error:
             for request in batch:
                 request.error = request.error or error
@@ -435,17 +420,21 @@ class PostgresStore(Outside):
             # One event, nothing else: a single fenced statement, its own transaction
             # (one round trip). It inserts nothing if we lost the workflow, a control
             # request waits or the position is taken; then the full path finds out.
-            if len(batch) == 1 and isinstance(first, Append) and first.simple and \
-                    fast_insert(cur, sql, first):
-                return
+            if len(batch) == 1 and isinstance(first, Append) and first.simple:
+                try:
+                    if fast_insert(cur, sql, first):
+                        return
+                except (psycopg.DataError, UnicodeEncodeError) as error:
+                    first.error = self._typed(first, error)
+                    return
             if len(batch) == 1:  # alone: its own transaction, no savepoint needed
                 try:
                     with conn.transaction():
                         first.apply(cur, sql)
                         if first.notifies:
                             self._notify(cur)
-                except (Fenced, psycopg.errors.DataError,
-                        psycopg.errors.IntegrityError) as error:
+                except (Fenced, psycopg.DataError, psycopg.IntegrityError,
+                        UnicodeEncodeError) as error:
                     first.error = self._typed(first, error)
                 return
             with conn.transaction():
@@ -462,7 +451,8 @@ class PostgresStore(Outside):
                 with conn.transaction():  # a savepoint: a failure undoes this request only
                     request.apply(cur, self._sql)
                 notify = notify or request.notifies
-            except (Fenced, psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+            except (Fenced, psycopg.DataError, psycopg.IntegrityError,
+                    UnicodeEncodeError) as error:
                 request.error = self._typed(request, error)
         if notify:
             self._notify(cur)
@@ -485,18 +475,27 @@ class PostgresStore(Outside):
                 e = request.events[0]
                 cur.execute(self._sql.fast_insert, (
                     request.workflow_id, e.position, e.call, e.kind, e.name, e.digest, e.args,
-                    e.encoding, tag(e.payload), time.time(), request.workflow_id,
+                    e.encoding, tag(e.payload), request.time(), request.workflow_id,
                     request.owner))
                 cursors.append(cur)
         return {request for request, cur in zip(head, cursors, strict=True)
                 if cur.rowcount == 1}
 
     def _typed(self, request: Request, error: BaseException) -> BaseException:
-        if isinstance(error, Fenced) or isinstance(request, Append):
-            return error if isinstance(error, Fenced) else Fenced(
-                request.workflow_id, f"storage: {_reason(error)}")
-        return storage_error(self.target.label, f"starting workflow {request.workflow_id!r}",
-                            _reason(error))
+        """The error of one request that failed alone: Fenced as it is; InvalidArgument
+        for a value that cannot be stored; else StorageFailed in a run, StorageError for
+        a start."""
+        if isinstance(error, Fenced):
+            return error
+        if isinstance(request, Create):
+            return mapped(self.target.label, f"starting workflow {request.workflow_id!r}",
+                          error)
+        durable_error = mapped(self.target.label,
+                               f"recording events of workflow {request.workflow_id!r}", error)
+        if isinstance(durable_error, StorageError):
+            return StorageFailed(request.workflow_id, durable_error)
+        return durable_error
+
 
 def _reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__

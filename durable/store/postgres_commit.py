@@ -97,20 +97,25 @@ class Sql:
 class Append:
     """One append request waiting for a group commit."""
 
-    __slots__ = ("consume_signal", "control", "done", "error", "events", "owner", "publish",
-                 "recheck", "simple", "update", "wake", "workflow_id")
+    __slots__ = ("consume_signal", "control", "done", "error", "events", "now", "owner",
+                 "publish", "recheck", "simple", "update", "wake", "workflow_id")
 
     def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
                  update: dict[str, Any] | None, consume_signal: int | None,
                  publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
-                 wake: str | None) -> None:
+                 wake: str | None, now: float | None = None) -> None:
         self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
         self.consume_signal, self.publish, self.recheck, self.wake = (
             consume_signal, publish, recheck, wake)
+        self.now = now  # the engine's clock; None: time.time() at commit
         self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
         self.done = False
         self.control: str | None = None
         self.error: BaseException | None = None
+
+    def time(self) -> float:
+        """The time of this append: the engine's clock, or now."""
+        return time.time() if self.now is None else self.now
 
     @property
     def notifies(self) -> bool:
@@ -125,10 +130,12 @@ class Append:
 class Create:
     """A new workflow (row and first events) waiting for a group commit."""
 
-    __slots__ = ("done", "error", "events", "existing", "row", "workflow_id")
+    __slots__ = ("done", "error", "events", "existing", "publish", "row", "workflow_id")
 
-    def __init__(self, row: WorkflowRow, events: list[NewEvent]) -> None:
+    def __init__(self, row: WorkflowRow, events: list[NewEvent],
+                 publish: list[tuple[str, str, Any]] | None = None) -> None:
         self.row, self.events, self.workflow_id = row, events, row.workflow_id
+        self.publish = publish
         self.done = False
         self.existing: WorkflowRow | None = None
         self.error: BaseException | None = None
@@ -147,6 +154,8 @@ class Create:
                 self.existing = workflow_row(found)
                 return
         insert_events(cur, sql, self.workflow_id, row.run, self.events, row.created)
+        for key, encoding, payload in self.publish or ():
+            cur.execute(sql.publish, (self.workflow_id, key, encoding, tag(payload), row.created))
 
 
 Request = Append | Create
@@ -158,14 +167,14 @@ def fast_insert(cur: psycopg.Cursor[Any], sql: Sql, request: Append) -> bool:
     e = request.events[0]
     cur.execute(sql.fast_insert, (
         request.workflow_id, e.position, e.call, e.kind, e.name, e.digest, e.args,
-        e.encoding, tag(e.payload), time.time(), request.workflow_id, request.owner,
+        e.encoding, tag(e.payload), request.time(), request.workflow_id, request.owner,
     ))
     return cur.rowcount == 1
 
 
 def apply_append(cur: psycopg.Cursor[Any], sql: Sql, request: Append) -> str | None:
     """The full fenced append (see Store.append), inside the caller's savepoint."""
-    now = time.time()
+    now = request.time()
     workflow_id, owner, events, update = (
         request.workflow_id, request.owner, request.events, request.update)
     cur.execute(sql.lock_owner, (workflow_id,))
@@ -173,6 +182,8 @@ def apply_append(cur: psycopg.Cursor[Any], sql: Sql, request: Append) -> str | N
     if found is None or found[0] != owner:
         raise Fenced(workflow_id)
     control, run = found[1], found[2]
+    if control == "cancel" and update is not None and update.get("status") == "SUCCESS":
+        return "cancel"  # a cancel that came after the last call wins: nothing is written
     try:
         insert_events(cur, sql, workflow_id, run, events, now)
     except psycopg.errors.UniqueViolation as error:  # a position taken: another executor

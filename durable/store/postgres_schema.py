@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
-from durable.errors import InvalidArgument, StorageError
+from durable.errors import DurableError, InvalidArgument, StorageError
 
 #: Seconds to wait for the server to answer a connection attempt.
 CONNECT_TIMEOUT = 5
@@ -98,6 +98,63 @@ MIGRATIONS: list[list[str]] = [
             updated double precision NOT NULL,
             PRIMARY KEY (workflow_id, key)
         )""",
+    ],
+    # 2: the dashboard's workflow list, newest first, keyset-paginated on (created, id),
+    # unfiltered and by name; the workflows that ended, by time (throughput); the few set
+    # aside with an error, newest first (latest failures). As SQLite's migration 2.
+    [
+        "CREATE INDEX workflows_created ON {s}.workflows (created, workflow_id)",
+        "CREATE INDEX workflows_name ON {s}.workflows (name, created, workflow_id)",
+        "CREATE INDEX workflows_ended ON {s}.workflows (status, updated) "
+        "WHERE status IN ('SUCCESS', 'FAILURE')",
+        "CREATE INDEX workflows_set_aside ON {s}.workflows (updated) WHERE error IS NOT NULL",
+    ],
+    # 3: queues (queue, priority, dedup_id, start_at, dequeued), schedules, and the one
+    # deletion the log allows: whole finished workflows named in `pruning` by durable prune.
+    [
+        "ALTER TABLE {s}.workflows ADD COLUMN queue text, "
+        "ADD COLUMN priority integer NOT NULL DEFAULT 0, ADD COLUMN dedup_id text, "
+        "ADD COLUMN start_at double precision, ADD COLUMN dequeued double precision",
+        "CREATE INDEX workflows_queue_ready ON {s}.workflows (queue, priority, created) "
+        "WHERE status = 'ENQUEUED'",
+        "CREATE INDEX workflows_queue_active ON {s}.workflows (queue, status, owner) "
+        "WHERE queue IS NOT NULL",
+        "CREATE INDEX workflows_queue_started ON {s}.workflows (queue, dequeued) "
+        "WHERE queue IS NOT NULL",
+        "CREATE UNIQUE INDEX workflows_dedup ON {s}.workflows (queue, dedup_id) "
+        "WHERE dedup_id IS NOT NULL "
+        "AND status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')",
+        """CREATE TABLE {s}.schedules (
+            name text PRIMARY KEY,
+            cron text NOT NULL,
+            timezone text NOT NULL,
+            missed text NOT NULL,
+            workflow text NOT NULL,
+            input_encoding text NOT NULL,
+            input bytea,
+            next_at double precision NOT NULL,
+            declared boolean NOT NULL,
+            created double precision NOT NULL,
+            updated double precision NOT NULL
+        )""",
+        "CREATE TABLE {s}.pruning (workflow_id text PRIMARY KEY)",
+        # A row's DELETE passes only for a finished workflow named in `pruning`; UPDATE
+        # and TRUNCATE are still refused.
+        """CREATE OR REPLACE FUNCTION {s}.events_append_only() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                IF EXISTS (SELECT 1 FROM {s}.pruning p
+                           JOIN {s}.workflows w ON w.workflow_id = p.workflow_id
+                           WHERE p.workflow_id = OLD.workflow_id
+                           AND w.status IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED'))
+                THEN
+                    RETURN OLD;
+                END IF;
+                RAISE EXCEPTION 'durable events are append-only: DELETE refused (prune only)';
+            END IF;
+            RAISE EXCEPTION 'durable events are append-only: % refused', TG_OP;
+        END $$""",
     ],
 ]
 
@@ -192,6 +249,19 @@ FIX = ("Check that the PostgreSQL server runs and is reachable from here (host, 
 def storage_error(label: str, operation: str, reason: str) -> StorageError:
     """The StorageError of one failed operation on a PostgreSQL store."""
     return StorageError(label, operation, reason, FIX)
+
+
+def mapped(label: str, what: str, error: BaseException) -> DurableError:
+    """The durable error of a failed ``what``: InvalidArgument for a value that cannot be
+    stored (not valid text, a NUL character, a constraint), else a StorageError."""
+    if isinstance(error, UnicodeEncodeError):
+        return InvalidArgument(
+            f"{what}: a name or id cannot be stored: it is not valid text ({error.reason} "
+            f"at index {error.start}, a lone surrogate); pass UTF-8 encodable str values")
+    if isinstance(error, psycopg.DataError | psycopg.IntegrityError):
+        return InvalidArgument(f"{what}: a value cannot be stored ({_reason(error)}); names "
+                               "and ids must be non-empty str values without NUL characters")
+    return storage_error(label, what, _reason(error))
 
 
 def connect(target: Target, operation: str, **options: Any) -> psycopg.Connection[Any]:
