@@ -239,13 +239,14 @@ def open_store(db: str, synchronous: str = "full", preallocate: bool = True,
     """The store for ``db``: PostgreSQL for a ``postgresql://`` (or ``postgres://``) URL,
     else the SQLite file at that path. psycopg is imported only for a URL.
 
-    ``synchronous``, ``preallocate`` and ``read_only`` apply to SQLite; PostgreSQL commits
-    as the server's ``synchronous_commit`` says.
+    ``synchronous`` and ``preallocate`` apply to SQLite; PostgreSQL commits as the
+    server's ``synchronous_commit`` says. ``read_only`` opens either store for inspection:
+    no migration, and every write raises StorageError.
     """
     if is_url(db):
         from durable.store.postgres import PostgresStore
 
-        return PostgresStore(db, synchronous)
+        return PostgresStore(db, synchronous, read_only=read_only)
     from durable.store.sqlite import SQLiteStore
 
     return SQLiteStore(db, synchronous, preallocate=preallocate, read_only=read_only)

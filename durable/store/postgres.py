@@ -77,11 +77,15 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
     #: Only a safety net: LISTEN/NOTIFY wakes the engine when work appears.
     poll_interval = 1.0
 
-    def __init__(self, url: str, synchronous: str = "full") -> None:
+    def __init__(self, url: str, synchronous: str = "full", read_only: bool = False) -> None:
+        """``read_only``: for inspection: no migration, and every transaction is read-only
+        (a write raises StorageError)."""
         self.target = parse_url(url)
         self.path = self.target.shown  # never a password: it goes into messages
+        self.read_only = read_only
         self._sql = Sql(self.target.schema)
-        migrate(self.target)  # a clear StorageError within the connect timeout if unreachable
+        # A clear StorageError within the connect timeout if unreachable.
+        migrate(self.target, check_only=read_only)
         relaxed = synchronous == "normal"
 
         # The payload of this store's NOTIFYs: its listener ignores them, since this
@@ -91,6 +95,8 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
         def configure(conn: psycopg.Connection[Any]) -> None:
             if relaxed:
                 conn.execute("SET synchronous_commit = off")
+            if read_only:
+                conn.execute("SET default_transaction_read_only = on")
 
         self._pool = psycopg_pool.ConnectionPool(
             make_conninfo(self.target.conninfo, application_name=f"durable {self.target.schema}"),
@@ -145,8 +151,8 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
                 self._pool.check()  # drop every broken idle connection at once
                 time.sleep(delay)
                 delay *= 4
-            except psycopg.Error as error:
-                raise storage_error(self.target.label, operation, _reason(error)) from error
+            except (psycopg.Error, UnicodeEncodeError) as error:
+                raise mapped(self.target.label, operation, error) from error
         raise AssertionError("unreachable")
 
     def _read(self, operation: str, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -371,17 +377,24 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
     def _commit(self, batch: list[Request]) -> None:
         """The group commit's transaction (see GroupCommit): requests that may fail run
         under a savepoint each; one NOTIFY at the commit if any other engine must know.
-        A deadlock or serialization failure rolled all of it back: it is tried again."""
+        A deadlock or serialization failure rolled all of it back: it is tried again; so
+        is a batch whose pipelined appends met a value that cannot be stored, without the
+        pipeline (each request under its savepoint: the bad one fails alone)."""
         if self._closed:
             return  # each request fails as not written (see _not_written)
+        pipelined = True
         try:
             for attempt in range(ATTEMPTS):
                 try:
-                    self._commit_once(batch)
+                    self._commit_once(batch, pipelined)
                     return
-                except psycopg.Error as error:
+                except (psycopg.Error, UnicodeEncodeError) as error:
+                    state = getattr(error, "sqlstate", None) or ""
+                    bad_value = isinstance(error, UnicodeEncodeError) or state[:2] in ("22", "23")
+                    if pipelined and bad_value and len(batch) > 1:
+                        pipelined = False
                     # Class 40 (deadlock, serialization failure): rolled back, safe to retry.
-                    if not (error.sqlstate or "").startswith("40") or attempt == ATTEMPTS - 1:
+                    elif not state.startswith("40") or attempt == ATTEMPTS - 1:
                         raise
                     for request in batch:  # nothing of it was kept: start over
                         request.error = None
@@ -414,7 +427,7 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
             for request in batch:
                 request.done = True
 
-    def _commit_once(self, batch: list[Request]) -> None:
+    def _commit_once(self, batch: list[Request], pipelined: bool = True) -> None:
         sql, first = self._sql, batch[0]
         with self._connection("committing") as conn, conn.cursor() as cur:
             # One event, nothing else: a single fenced statement, its own transaction
@@ -424,7 +437,7 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
                 try:
                     if fast_insert(cur, sql, first):
                         return
-                except (psycopg.DataError, UnicodeEncodeError) as error:
+                except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as error:
                     first.error = self._typed(first, error)
                     return
             if len(batch) == 1:  # alone: its own transaction, no savepoint needed
@@ -438,12 +451,12 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
                     first.error = self._typed(first, error)
                 return
             with conn.transaction():
-                self._apply_batch(conn, cur, batch)
+                self._apply_batch(conn, cur, batch, pipelined)
 
     def _apply_batch(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any],
-                     batch: list[Request]) -> None:
+                     batch: list[Request], pipelined: bool) -> None:
         notify = False
-        inserted = self._fast_inserts(conn, batch)
+        inserted = self._fast_inserts(conn, batch) if pipelined else set()
         for request in batch:
             if request in inserted:
                 continue

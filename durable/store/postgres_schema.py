@@ -276,14 +276,23 @@ def _reason(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def migrate(target: Target) -> None:
+def migrate(target: Target, check_only: bool = False) -> None:
     """Create the schema or bring it up to date, exactly once however many processes
-    start together: the migrations run under a transaction-scoped advisory lock."""
+    start together: the migrations run under a transaction-scoped advisory lock.
+    ``check_only`` (a read-only store): change nothing, and refuse a schema that is not
+    up to date."""
     s = target.quoted
     with connect(target, "opening the database", autocommit=True) as conn:
         try:
-            if _version(conn, target) == len(MIGRATIONS):
+            version = _version(conn, target)
+            if version == len(MIGRATIONS):
                 return  # the common case: no lock at all
+            if check_only:
+                raise storage_error(
+                    target.label, "opening the database read-only",
+                    f"schema {target.schema!r} holds no durable tables" if version == 0 else
+                    f"its schema version {version} is not this durable's "
+                    f"({len(MIGRATIONS)}); open it once without read_only to migrate it")
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
                              (f"durable migrations {target.schema}",))
