@@ -22,7 +22,7 @@ from rich.text import Text
 
 from durable.engine import Engine
 from durable.errors import DurableError
-from durable.store import is_url
+from durable.store.backend import is_url
 
 #: ``check`` and ``replay`` found a divergence (or a workflow the code no longer defines).
 EXIT_DIVERGED = 1

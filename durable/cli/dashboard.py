@@ -7,7 +7,7 @@ import os
 import click
 
 from durable.cli.common import CliError, cli, db_option, import_modules, modules_option
-from durable.store import is_url
+from durable.store.backend import is_url
 
 
 @cli.command()

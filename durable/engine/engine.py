@@ -40,7 +40,8 @@ from durable.runtime.registry import Workflow, WorkflowOptions, find_workflow
 from durable.runtime.rows import new_row, outcome, started_event
 from durable.runtime.schedules import check as check_schedule
 from durable.status import Status
-from durable.store import ScheduleRow, Store, WorkflowRow, open_store
+from durable.store import ScheduleRow, Store, WorkflowRow
+from durable.store.backend import open_store
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta

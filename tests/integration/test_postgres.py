@@ -261,12 +261,12 @@ def test_a_group_commit_rolled_back_by_a_deadlock_is_tried_again(
     original = PostgresStore._commit_once
     failures: list[int] = []
 
-    def deadlock_once(self: PostgresStore, batch: list) -> None:  # type: ignore[type-arg]
+    def deadlock_once(self: PostgresStore, batch: list, *rest: bool) -> None:  # type: ignore[type-arg]
         if not failures:
             failures.append(len(batch))
             with self._pool.connection() as conn:  # a real error from the server
                 conn.execute("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$")
-        original(self, batch)
+        original(self, batch, *rest)
 
     with durable.Engine(pg_url, workers=2) as engine:
         monkeypatch.setattr(PostgresStore, "_commit_once", deadlock_once)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 import durable
-from durable.store import open_store
+from durable.store.backend import open_store
 from durable.store.reads import Cursor, WorkflowFilter
 from durable.store.sqlite import SQLiteStore
 from tests.conftest import execute_sql, wait_until

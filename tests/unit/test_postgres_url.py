@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from durable.errors import InvalidArgument
-from durable.store import is_url
+from durable.store.backend import is_url
 from durable.store.postgres_schema import parse_url, tag, untag
 
 
