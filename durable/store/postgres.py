@@ -278,9 +278,11 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
             raise
 
     def next_wake(self, now: float) -> float | None:
+        s = self._sql.schema  # a timer, or a queued start deferred to its time
         rows = self._read("reading the next timer",
-                          f"SELECT MIN(wake_at) FROM {self._sql.schema}.workflows "
-                          "WHERE wake_at > %s", (now,))
+                          f"SELECT LEAST((SELECT MIN(wake_at) FROM {s}.workflows "
+                          f"WHERE wake_at > %s), (SELECT MIN(start_at) FROM {s}.workflows "
+                          "WHERE status = 'ENQUEUED' AND start_at > %s))", (now, now))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def renew(self, owner: str, lease_until: float, workflow_ids: Collection[str]) -> None:

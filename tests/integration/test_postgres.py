@@ -290,3 +290,97 @@ def test_two_engines_in_one_process_wake_each_other(pg_url: str) -> None:
         handle.signal("b", 2)
         assert handle.result(timeout=5) == [1, 2]
         assert time.monotonic() - started < 5
+
+
+def test_a_queue_concurrency_limit_holds_for_stores_dequeueing_at_once(pg_url: str) -> None:
+    # Each store counts the queue's dequeued workflows under READ COMMITTED: without the
+    # queue's lock, stores that count at the same moment would each see room.
+    import threading
+
+    from durable.store import QueueLimits, WorkflowRow
+    from durable.store.postgres import PostgresStore
+
+    stores = [PostgresStore(pg_url) for _ in range(6)]
+    try:
+        now = time.time()
+        stores[0].create_workflows([(WorkflowRow(
+            f"q{i}", "n", "ENQUEUED", 1, "json", None, None, None, None, None, None, None,
+            None, None, None, 0, 0, None, None, now + i, now, queue="q"), []) for i in range(40)])
+        limits = [QueueLimits("q", concurrency=2)]
+        for _ in range(6):
+            barrier = threading.Barrier(len(stores))
+            claimed: list[int] = []
+
+            def dequeue(store: PostgresStore, owner: str, barrier: threading.Barrier = barrier,
+                        claimed: list[int] = claimed) -> None:
+                barrier.wait()
+                claimed.append(len(store.claim_queued(owner, now + 100, now + 160, 5, limits)))
+
+            threads = [threading.Thread(target=dequeue, args=(store, f"o{i}"))
+                       for i, store in enumerate(stores)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sum(claimed) == 2, claimed
+            execute_sql(pg_url, "UPDATE workflows SET status = 'SUCCESS', owner = NULL "
+                                "WHERE status = 'RUNNING'")
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_bad_append_in_a_pipelined_batch_fails_alone(pg_url: str) -> None:
+    from durable.store import NewEvent, WorkflowRow
+    from durable.store.postgres import PostgresStore
+    from durable.store.postgres_commit import Append
+
+    store = PostgresStore(pg_url)
+    try:
+        now = time.time()
+        for workflow_id in ("good", "bad"):
+            store.create_workflow(WorkflowRow(
+                workflow_id, "n", "PENDING", 1, "json", None, None, None, None, None, None,
+                now, None, None, None, 0, 0, None, None, now, now), [])
+        assert len(store.claim("me", now, now + 60, 5)) == 2
+        good = Append("good", "me", [NewEvent(0, 1, "step.completed", "s")], None, None, None,
+                      None, None, now)
+        bad = Append("bad", "me", [NewEvent(0, 1, "step.completed", None)],  # type: ignore[arg-type]
+                     None, None, None, None, None, now)
+        store._commit([bad, good])  # both pipelined at the head of one batch
+        assert good.error is None and isinstance(bad.error, InvalidArgument)
+        assert [e.name for e in store.events("good")] == ["s"]
+        assert store.events("bad") == []
+    finally:
+        store.close()
+
+
+def test_a_schema_of_the_first_migration_is_brought_up_to_date(pg_url: str) -> None:
+    from durable.store import postgres_schema
+    from durable.store.postgres import PostgresStore
+
+    target = postgres_schema.parse_url(pg_url)
+    with psycopg.connect(POSTGRES, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {target.quoted}")
+        conn.execute(f"CREATE TABLE {target.quoted}.migrations (number integer PRIMARY KEY, "
+                     "applied timestamptz NOT NULL DEFAULT now(), "
+                     "backend integer NOT NULL DEFAULT pg_backend_pid())")
+        for statement in postgres_schema.MIGRATIONS[0]:
+            conn.execute(statement.replace("{s}", target.quoted).encode())
+        conn.execute(f"INSERT INTO {target.quoted}.migrations (number) VALUES (1)")
+        conn.execute(f"INSERT INTO {target.quoted}.workflows (workflow_id, name, status, "
+                     "input_encoding, created, updated) VALUES ('old', 'n', 'SUCCESS', "
+                     "'json', 1, 1)")
+        conn.execute(f"INSERT INTO {target.quoted}.events VALUES "
+                     "('old', 0, 1, 0, 'workflow.started', 'n', '', '', 'json', NULL, 1)")
+    store = PostgresStore(pg_url)
+    try:
+        old = store.workflow("old")
+        assert old is not None and old.queue is None and old.priority == 0
+        assert store.queue_depths() == {}
+        assert store.prune(time.time(), ["SUCCESS"], 10) == 1  # the new DELETE rule
+        assert store.workflow("old") is None and store.event_count("old") == 0
+    finally:
+        store.close()
+    numbers = execute_sql(pg_url, "SELECT number FROM migrations ORDER BY number")
+    assert [n for (n,) in numbers] == list(range(1, len(postgres_schema.MIGRATIONS) + 1))
