@@ -27,7 +27,7 @@ import psycopg_pool
 from psycopg.conninfo import make_conninfo
 
 from durable.errors import EngineClosed, StorageError
-from durable.replay import Recorded, recorded_from_row
+from durable.replay import Recorded
 from durable.store import Fenced, NewEvent, StorageFailed, WorkflowRow
 from durable.store.cache import RunCache
 from durable.store.postgres_commit import (
@@ -42,7 +42,7 @@ from durable.store.postgres_commit import (
 from durable.store.postgres_listen import Listener
 from durable.store.postgres_ops import PostgresOps
 from durable.store.postgres_outside import Outside
-from durable.store.postgres_reads import PostgresReads
+from durable.store.postgres_reads import PostgresReads, event_of
 from durable.store.postgres_schema import (
     CONNECT_TIMEOUT,
     mapped,
@@ -50,7 +50,6 @@ from durable.store.postgres_schema import (
     parse_url,
     storage_error,
     tag,
-    untag,
 )
 
 log = logging.getLogger("durable")
@@ -65,10 +64,6 @@ POOL_TIMEOUT = 15.0
 ATTEMPTS = 4
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, created"
-
-
-def _event(values: tuple[Any, ...]) -> Recorded:
-    return recorded_from_row((*values[:7], untag(values[7]), values[8]))
 
 
 class PostgresStore(PostgresReads, PostgresOps, Outside):
@@ -309,27 +304,6 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
                 self._lost.add((owner, workflow_id))
             raise
 
-    def workflow(self, workflow_id: str) -> WorkflowRow | None:
-        rows = self._read("reading a workflow",
-                          f"{self._sql.select_workflow} WHERE workflow_id = %s", (workflow_id,))
-        return workflow_row(rows[0]) if rows else None
-
-    def workflows(
-        self, status: str | None, name: str | None, limit: int, parent_id: str | None = None
-    ) -> list[WorkflowRow]:
-        clauses, params = [], []
-        for column, value in (("status", status), ("name", name), ("parent_id", parent_id)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._read(
-            "listing workflows",
-            f"{self._sql.select_workflow} {where} ORDER BY created DESC, workflow_id LIMIT %s",
-            (*params, min(limit, 2**62)),
-        )
-        return [workflow_row(r) for r in rows]
-
     # -- the log ----------------------------------------------------------------
 
     def events(self, workflow_id: str, run: int | None = None) -> list[Recorded]:
@@ -337,7 +311,7 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
         if run is None:
             rows = self._read("reading events", f"SELECT {_EVENT_COLUMNS} FROM {s}.events "
                               "WHERE workflow_id = %s ORDER BY position", (workflow_id,))
-            return list(map(_event, rows))
+            return list(map(event_of, rows))
         with self._runs_lock:  # a run is read from where the cache of its start ends
             known = self._runs.known(workflow_id, run)
         after = known[-1].position if known else -1
@@ -345,7 +319,7 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
                           "workflow_id = %s AND run = %s AND position > %s ORDER BY position",
                           (workflow_id, run, after))
         with self._runs_lock:
-            return self._runs.read(workflow_id, run, known, list(map(_event, rows)))
+            return self._runs.read(workflow_id, run, known, list(map(event_of, rows)))
 
     def last_position(self, workflow_id: str) -> int:
         rows = self._read("reading events", f"SELECT COALESCE(MAX(position), -1) FROM "

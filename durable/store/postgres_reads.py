@@ -40,7 +40,8 @@ _STEP_KINDS = "('step.completed', 'step.failed', 'step.retry')"
 _UNFINISHED = "status NOT IN ('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
 
 
-def _event(values: tuple[Any, ...]) -> Recorded:
+def event_of(values: tuple[Any, ...]) -> Recorded:
+    """An event from a row of its columns, its payload as written."""
     return recorded_from_row((*values[:7], untag(values[7]), values[8]))
 
 
@@ -56,6 +57,27 @@ class PostgresReads:
 
     def _reads(self, query: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return self._read("reading for the dashboard", query, params)
+
+    def workflow(self, workflow_id: str) -> WorkflowRow | None:
+        rows = self._read("reading a workflow",
+                          f"{self._sql.select_workflow} WHERE workflow_id = %s", (workflow_id,))
+        return workflow_row(rows[0]) if rows else None
+
+    def workflows(
+        self, status: str | None, name: str | None, limit: int, parent_id: str | None = None
+    ) -> list[WorkflowRow]:
+        clauses, params = [], []
+        for column, value in (("status", status), ("name", name), ("parent_id", parent_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            "listing workflows",
+            f"{self._sql.select_workflow} {where} ORDER BY created DESC, workflow_id LIMIT %s",
+            (*params, min(limit, 2**62)),
+        )
+        return [workflow_row(r) for r in rows]
 
     def status_counts(self) -> dict[str, int]:
         """How many workflows are in each status (statuses with none are left out)."""
@@ -183,14 +205,14 @@ class PostgresReads:
         rows = self._reads(
             f"SELECT {_EVENT_COLUMNS} FROM {self._sql.schema}.events WHERE workflow_id = %s "
             "AND position > %s ORDER BY position LIMIT %s", (workflow_id, after, limit))
-        return list(map(_event, rows))
+        return list(map(event_of, rows))
 
     def events_tail(self, workflow_id: str, limit: int) -> list[Recorded]:
         """The last ``limit`` events of the log, in log order."""
         rows = self._reads(
             f"SELECT {_EVENT_COLUMNS} FROM {self._sql.schema}.events WHERE workflow_id = %s "
             "ORDER BY position DESC LIMIT %s", (workflow_id, limit))
-        return list(map(_event, reversed(rows)))
+        return list(map(event_of, reversed(rows)))
 
     def step_stats(self, since: float, buckets: tuple[float, ...]) -> list[StepStats]:
         """Duration statistics of every step name from events recorded since ``since``."""
