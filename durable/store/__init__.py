@@ -1,8 +1,8 @@
 """Storage: the event log and its projections behind one small protocol.
 
-The engine speaks only to :class:`Store`; :mod:`durable.store.sqlite` implements it.
-Each method is one transaction. Another backend (Postgres) implements the same
-methods without touching the engine.
+The engine speaks only to :class:`Store`; :mod:`durable.store.sqlite` (a file) and
+:mod:`durable.store.postgres` (a database URL) implement it with the same semantics;
+:func:`durable.store.backend.open_store` picks one. Each method is one transaction.
 """
 
 from __future__ import annotations

@@ -384,3 +384,30 @@ def test_a_schema_of_the_first_migration_is_brought_up_to_date(pg_url: str) -> N
         store.close()
     numbers = execute_sql(pg_url, "SELECT number FROM migrations ORDER BY number")
     assert [n for (n,) in numbers] == list(range(1, len(postgres_schema.MIGRATIONS) + 1))
+
+
+def test_an_append_that_fails_in_the_storage_raises_storage_failed(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from durable.store import NewEvent, StorageFailed, WorkflowRow
+    from durable.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_url)
+    try:
+        now = time.time()
+        store.create_workflow(WorkflowRow(
+            "w", "n", "PENDING", 1, "json", None, None, None, None, None, None, now, None,
+            None, None, 0, 0, None, None, now, now), [])
+        assert len(store.claim("me", now, now + 60, 1)) == 1
+
+        def server_gone(self: PostgresStore, batch: list, *rest: bool) -> None:  # type: ignore[type-arg]
+            with self._pool.connection() as conn:  # a real error from the server
+                conn.execute("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '58030'; END $$")
+
+        monkeypatch.setattr(PostgresStore, "_commit_once", server_gone)
+        with pytest.raises(StorageFailed) as raised:
+            store.append("w", "me", [NewEvent(1, 1, "step.completed", "s")], now=now)
+        assert isinstance(raised.value.error, StorageError)
+        assert "recording events of workflow 'w'" in str(raised.value.error)
+    finally:
+        store.close()
