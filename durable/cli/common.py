@@ -22,6 +22,7 @@ from rich.text import Text
 
 from durable.engine import Engine
 from durable.errors import DurableError
+from durable.store.backend import is_url
 
 #: ``check`` and ``replay`` found a divergence (or a workflow the code no longer defines).
 EXIT_DIVERGED = 1
@@ -93,7 +94,8 @@ def _remember_db(ctx: click.Context, _param: click.Parameter, value: str) -> str
 def db_option(fn: F) -> F:
     return click.option(
         "--db", default="durable.db", envvar="DURABLE_DB", show_default=True,
-        show_envvar=True, type=click.Path(dir_okay=False), help="The SQLite database file.",
+        show_envvar=True, type=str,
+        help="The SQLite database file, or a PostgreSQL URL (postgresql://user@host/db).",
         callback=_remember_db,
     )(fn)
 
@@ -124,9 +126,9 @@ def client(db: str, read_only: bool = False, create: bool = False) -> Iterator[E
     (unless ``create``: `durable start` may be the first to use a database).
 
     ``read_only``: for the commands that only inspect (list, show, history, check,
-    replay): the file is opened ``mode=ro``, never migrated or switched to WAL.
+    replay): a SQLite file is opened ``mode=ro``, never migrated or switched to WAL.
     """
-    if not create and not os.path.exists(db):
+    if not create and not is_url(db) and not os.path.exists(db):
         # Opening would create an empty database: `durable list` in the wrong directory
         # must say so instead of leaving a stray durable.db behind.
         raise CliError(f"no database at {db!r}; pass --db PATH or set $DURABLE_DB")

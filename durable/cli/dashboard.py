@@ -7,6 +7,7 @@ import os
 import click
 
 from durable.cli.common import CliError, cli, db_option, import_modules, modules_option
+from durable.store.backend import is_url
 
 
 @cli.command()
@@ -27,6 +28,6 @@ def ui(host: str, port: int, read_only: bool, modules: tuple[str, ...], db: str)
         raise CliError(f"durable ui needs the ui extra ({error.name} is missing): "
                        "pip install 'durable[ui]'") from error
     import_modules(modules)
-    if not os.path.exists(db):
+    if not is_url(db) and not os.path.exists(db):
         raise CliError(f"no database at {db!r}; pass --db PATH or set $DURABLE_DB")
     serve(db, host=host, port=port, read_only=read_only, modules=modules, announce=click.echo)

@@ -41,7 +41,7 @@ from durable.runtime.rows import new_row, outcome, started_event
 from durable.runtime.schedules import check as check_schedule
 from durable.status import Status
 from durable.store import ScheduleRow, Store, WorkflowRow
-from durable.store.sqlite import SQLiteStore
+from durable.store.backend import open_store
 
 if TYPE_CHECKING:
     from datetime import datetime, timedelta
@@ -60,21 +60,28 @@ log = logging.getLogger("durable")
 
 
 class Engine:
-    """Runs durable workflows on one SQLite database.
+    """Runs durable workflows on one SQLite database or one PostgreSQL database.
 
     Args:
-        db: path of the SQLite file (created if missing).
+        db: path of the SQLite file (created if missing), or a PostgreSQL URL
+            (``postgresql://user@host:5432/db``, also ``postgres://``; add
+            ``?schema=name`` for a schema other than ``durable``).
         workers: how many workflows run at once in this process; 0 makes a client that
             only starts, signals and reads.
         synchronous: ``"full"`` (default) syncs every commit and survives power loss;
             ``"normal"`` survives any process crash and is several times faster.
+            On PostgreSQL, ``"normal"`` sets ``synchronous_commit = off``: a crash of the
+            database server may lose the last commits, a crash of a worker loses none.
         lease: seconds a claim on a workflow lasts without a heartbeat; another
             process takes over a workflow whose owner stopped renewing it.
         max_recoveries: how often a workflow may be recovered after losing its process
             without making progress (no event recorded since the last recovery) before
             it is failed; default 100, as in DBOS. ``@durable.workflow(max_recoveries=N)``
             overrides it per workflow.
-        read_only: open the file read-only (for inspection: list, show, history,
+        poll_interval: seconds between the dispatcher's looks for runnable work when
+            nothing wakes it sooner; default: 0.05 on SQLite, 1.0 on PostgreSQL (whose
+            LISTEN/NOTIFY wakes it at once; the poll is only a safety net).
+        read_only: open a SQLite file read-only (for inspection: list, show, history,
             replay): nothing is created, migrated or switched to WAL, and every write
             raises StorageError. Needs ``workers=0``.
 
@@ -91,7 +98,7 @@ class Engine:
         synchronous: str = "full",
         lease: float = 30.0,
         max_recoveries: int = 100,
-        poll_interval: float = 0.05,
+        poll_interval: float | None = None,
         read_only: bool = False,
     ) -> None:
         if not isinstance(workers, int) or workers < 0:
@@ -106,13 +113,14 @@ class Engine:
         if lease <= 0:
             raise InvalidArgument(f"Engine(lease={lease!r}): the lease must be > 0 seconds")
         self.path = os.fspath(db)
-        self.store: Store = SQLiteStore(self.path, synchronous, preallocate=workers > 0,
-                                        read_only=read_only)
+        self.store: Store = open_store(self.path, synchronous, preallocate=workers > 0,
+                                       read_only=read_only)
+        self.path = self.store.path  # a URL without its password
         self.owner = owner_id()
         self.workers = workers
         self.lease = float(lease)
         self.max_recoveries = max_recoveries
-        self.poll_interval = poll_interval
+        self.poll_interval = self.store.poll_interval if poll_interval is None else poll_interval
         self.stopping = threading.Event()
         self._changed = threading.Condition()
         self._executor = Executor(self)
@@ -123,6 +131,7 @@ class Engine:
         #: Bumped by every cancel, pause and terminate sent through this engine: its
         #: running workflows then read their pending control before their next call.
         self.control_epoch = 0
+        self.store.subscribe(self._changed_elsewhere)
 
     # -- life cycle -----------------------------------------------------------
 
@@ -427,6 +436,11 @@ class Engine:
     def _wait_for_change(self, timeout: float) -> None:
         with self._changed:
             self._changed.wait(timeout)
+
+    def _changed_elsewhere(self) -> None:
+        """Another process made a workflow runnable or changed one (a store notification)."""
+        self._executor.wake()
+        self.notify()
 
     def notify(self) -> None:
         """Wake whoever waits here for a result or a published event."""

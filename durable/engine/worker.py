@@ -120,6 +120,7 @@ class Executor:
             if owner != self.engine.owner and owner_gone(owner):
                 log.info("recovering the workflows of %s, whose process is gone", owner)
                 self.engine.store.expire(owner)
+                self.wake()  # claim them now, not at the next poll
 
     # -- threads ----------------------------------------------------------------
 
@@ -127,9 +128,12 @@ class Executor:
         engine = self.engine
         failures = 0
         while not engine.stopping.is_set():
+            # Cleared before the claim: a wake-up that comes during the claim is kept.
+            self._wakeup.clear()
             with self._busy_lock:
                 free = engine.workers - self._busy
             claimed: list[WorkflowRow] = []
+            timeout = engine.poll_interval
             now = engine.time()
             try:
                 if self.scheduler.poll(now):
@@ -140,6 +144,10 @@ class Executor:
                     if free > len(claimed) and queues:
                         claimed += engine.store.claim_queued(
                             engine.owner, now, now + engine.lease, free - len(claimed), queues)
+                    if not claimed:  # sleep until the next timer is due, at the latest
+                        due = engine.store.next_wake(now)
+                        if due is not None:
+                            timeout = max(0.0, min(timeout, due - engine.time()))
                 failures = 0
             except Exception as error:  # a failed poll must not kill the dispatcher
                 failures += 1
@@ -153,8 +161,7 @@ class Executor:
                     self._busy += 1
                 self.run_reserved(row)
             if not claimed:
-                self._wakeup.wait(engine.poll_interval)
-                self._wakeup.clear()
+                self._wakeup.wait(timeout)
 
     def _heartbeat(self) -> None:
         engine = self.engine

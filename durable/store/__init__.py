@@ -1,13 +1,13 @@
 """Storage: the event log and its projections behind one small protocol.
 
-The engine speaks only to :class:`Store`; :mod:`durable.store.sqlite` implements it.
-Each method is one transaction. Another backend (Postgres) implements the same
-methods without touching the engine.
+The engine speaks only to :class:`Store`; :mod:`durable.store.sqlite` (a file) and
+:mod:`durable.store.postgres` (a database URL) implement it with the same semantics;
+:func:`durable.store.backend.open_store` picks one. Each method is one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from durable.replay import Recorded
@@ -43,6 +43,18 @@ class Store(StoreReads, Protocol):
     Every method is one transaction."""
 
     path: str
+    #: Seconds between the dispatcher's polls when nothing wakes it sooner (the engine's
+    #: default ``poll_interval``): short where polling is the only way to learn of work,
+    #: long (a safety net) where the store calls its subscribers.
+    poll_interval: float
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) when a workflow may have become runnable or
+        changed in another process; a store that cannot tell never calls it."""
+
+    def next_wake(self, now: float) -> float | None:
+        """The earliest time after ``now`` at which a timer makes a workflow runnable;
+        None if there is none or the store does not say (the dispatcher polls)."""
 
     def create_workflow(self, row: WorkflowRow, events: list[NewEvent],
                         publish: list[tuple[str, str, Any]] | None = None

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +46,9 @@ _EVENT_COLUMNS = "position, call, kind, name, digest, args, encoding, payload, c
 
 class SQLiteStore(SQLiteReads, SQLiteOps, SQLiteControls):
     """The event log in one SQLite file (see :class:`durable.store.Store`)."""
+
+    #: Polling is how an engine learns of work that another process made runnable.
+    poll_interval = 0.05
 
     def __init__(self, path: str, synchronous: str = "full", preallocate: bool = True,
                  read_only: bool = False) -> None:
@@ -109,6 +112,12 @@ class SQLiteStore(SQLiteReads, SQLiteOps, SQLiteControls):
             self._closed = True
             self._reader.close()
             self._conn.close()
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """SQLite cannot tell another process's writes: the engine polls."""
+
+    def next_wake(self, now: float) -> float | None:
+        return None  # the short poll finds due timers
 
     # -- workflows --------------------------------------------------------------
 

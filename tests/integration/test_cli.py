@@ -376,6 +376,7 @@ def test_demo_kills_its_workflow_process_and_resumes_it_in_another(tmp_path: Pat
         assert engine.handle("order-A-17").status() is durable.Status.SUCCESS
 
 
+@pytest.mark.sqlite_only  # the demo kills a process on a SQLite file
 def test_demo_refuses_to_replace_a_database_that_is_not_a_demo(engine: durable.Engine,
                                                                db: str) -> None:
     engine.start(approvals.napper, 3600, workflow_id="keep-me")

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import durable
 from durable.cli import cli
-from tests.conftest import wait_until
+from tests.conftest import execute_sql, wait_until
 from tests.integration._queue_procs import Workers, effects
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -138,17 +138,21 @@ def test_the_log_still_refuses_any_other_delete(engine: durable.Engine, db: str)
     finished.result(timeout=10)
     unfinished = engine.start(queued.waits_for_go)
     wait_until(lambda: unfinished.status() == durable.Status.WAITING)
-    conn = sqlite3.connect(db)
+    refused: type[Exception] = sqlite3.IntegrityError
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        refused = psycopg.errors.RaiseException
     for workflow_id in (finished.workflow_id, unfinished.workflow_id):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            conn.execute("DELETE FROM events WHERE workflow_id = ?", (workflow_id,))
+        with pytest.raises(refused, match="append-only"):
+            execute_sql(db, "DELETE FROM events WHERE workflow_id = ?", (workflow_id,))
     # Naming an unfinished workflow for pruning does not let its events go either.
-    conn.execute("INSERT INTO pruning VALUES (?)", (unfinished.workflow_id,))
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        conn.execute("DELETE FROM events WHERE workflow_id = ?", (unfinished.workflow_id,))
-    conn.rollback()
-    conn.close()
+    execute_sql(db, "INSERT INTO pruning VALUES (?)", (unfinished.workflow_id,))
+    with pytest.raises(refused, match="append-only"):
+        execute_sql(db, "DELETE FROM events WHERE workflow_id = ?", (unfinished.workflow_id,))
+    execute_sql(db, "DELETE FROM pruning")
     assert len(engine.history(unfinished.workflow_id)) >= 1
+    assert len(engine.history(finished.workflow_id)) >= 1
 
 
 def test_prune_works_in_batches(engine: durable.Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 import durable
 from durable.errors import WorkflowFinished, WorkflowNotFound
-from tests.conftest import wait_until
+from tests.conftest import execute_sql, wait_until
 from tests.integration._procs import client, finish, kill9, lines, spawn, waiting
 
 two_signals = waiting.two_signals
@@ -36,15 +35,12 @@ def received(engine: durable.Engine, workflow_id: str) -> list[object]:
 
 def inbox(db: str, workflow_id: str, name: str | None = None) -> list[tuple[int, int | None]]:
     """``(signal id, position of the event that consumed it)`` of the signals sent."""
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(
-            "SELECT id, consumed_position FROM signals WHERE workflow_id = ? "
-            "AND name = COALESCE(?, name) ORDER BY id",
-            (workflow_id, name),
-        ).fetchall()
-    finally:
-        conn.close()
+    return execute_sql(  # type: ignore[return-value]
+        db,
+        "SELECT id, consumed_position FROM signals WHERE workflow_id = ? "
+        "AND name = COALESCE(?, name) ORDER BY id",
+        (workflow_id, name),
+    )
 
 
 def consumed(db: str, workflow_id: str) -> int:

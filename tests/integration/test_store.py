@@ -1,4 +1,4 @@
-"""The SQLite store under load: group commit and the preallocated WAL."""
+"""The stores under load: group commit (both stores) and the preallocated WAL (SQLite)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import durable
 from durable.store import Fenced, NewEvent
 from durable.store import sqlite as store_sqlite
 from durable.store.sqlite_connect import WAL_PREALLOCATE
+from tests.conftest import execute_sql
 
 THREADS = 16
 APPENDS = 40
@@ -29,23 +30,31 @@ def _started(engine: durable.Engine, count: int) -> list[str]:
     for workflow_id in ids:
         engine.start(hold, 0, workflow_id=workflow_id)
         # Owned by this test, not by a worker: the appends below are ours to make.
-        with sqlite3.connect(engine.path) as conn:
-            conn.execute("UPDATE workflows SET owner = 'tester', status = 'RUNNING' "
-                         "WHERE workflow_id = ?", (workflow_id,))
+        execute_sql(engine.path, "UPDATE workflows SET owner = 'tester', status = 'RUNNING' "
+                    "WHERE workflow_id = ?", (workflow_id,))
     return ids
+
+
+def _store_class(db: str) -> type:
+    if db.startswith("postgresql://"):
+        from durable.store.postgres import PostgresStore
+
+        return PostgresStore
+    return store_sqlite.SQLiteStore
 
 
 def test_appends_from_many_threads_share_commits_and_each_is_recorded_once(
     db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     commits: list[int] = []
-    original = store_sqlite.SQLiteStore._commit
+    store_class = _store_class(db)
+    original = store_class._commit
 
-    def counting(self: store_sqlite.SQLiteStore, batch: list) -> None:  # type: ignore[type-arg]
+    def counting(self: object, batch: list) -> None:  # type: ignore[type-arg]
         commits.append(len(batch))
         original(self, batch)
 
-    monkeypatch.setattr(store_sqlite.SQLiteStore, "_commit", counting)
+    monkeypatch.setattr(store_class, "_commit", counting)
     with durable.Engine(db, workers=0) as engine:
         ids = _started(engine, THREADS)
         commits.clear()
@@ -140,10 +149,11 @@ def test_a_normal_store_or_a_client_does_not_grow_its_wal(
 def test_a_leader_interrupted_in_its_commit_leaves_nobody_waiting(
     db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = store_sqlite.SQLiteStore._commit
+    store_class = _store_class(db)
+    original = store_class._commit
     interrupted = threading.Event()
 
-    def interrupt_once(self: store_sqlite.SQLiteStore, batch: list) -> None:  # type: ignore[type-arg]
+    def interrupt_once(self: object, batch: list) -> None:  # type: ignore[type-arg]
         if not interrupted.is_set():
             interrupted.set()
             raise KeyboardInterrupt  # as Ctrl-C would, in the main thread
@@ -151,7 +161,7 @@ def test_a_leader_interrupted_in_its_commit_leaves_nobody_waiting(
 
     with durable.Engine(db, workers=0) as engine:
         ids = _started(engine, 2)
-        monkeypatch.setattr(store_sqlite.SQLiteStore, "_commit", interrupt_once)
+        monkeypatch.setattr(store_class, "_commit", interrupt_once)
         with pytest.raises(KeyboardInterrupt):
             engine.store.append(ids[0], "tester", [NewEvent(1, 1, "value", "now")])
         assert [e.kind for e in engine.history(ids[0])] == ["workflow.started"]
@@ -202,6 +212,7 @@ def test_a_run_read_while_appends_commit_out_of_order_misses_none_of_them(db: st
         assert [e.position for e in engine.store.events(workflow_id)] == [0, 1, 2, 3]
 
 
+@pytest.mark.sqlite_only
 def test_reads_do_not_wait_for_a_commit_in_progress(db: str) -> None:
     with durable.Engine(db, workers=0) as engine:
         (workflow_id,) = _started(engine, 1)

@@ -1,4 +1,4 @@
-"""The StoreReads queries on SQLite: results, pagination, and the indexes they use."""
+"""The StoreReads queries on both stores: results, pagination, and (SQLite) the indexes they use."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Callable
 import pytest
 
 import durable
+from durable.store.backend import open_store
 from durable.store.reads import Cursor, WorkflowFilter
 from durable.store.sqlite import SQLiteStore
-from tests.conftest import wait_until
+from tests.conftest import execute_sql, wait_until
 from tests.ui import flows
 
 
@@ -95,6 +96,7 @@ def _plan_of_call(store: SQLiteStore, call: Callable[[], object]) -> str:
     return _plan(store, sql, params)
 
 
+@pytest.mark.sqlite_only
 def test_the_list_uses_indexes(db: str) -> None:
     """Without ANALYZE (as a user's database is): every list query seeks an index."""
     store = SQLiteStore(db, preallocate=False)
@@ -115,6 +117,7 @@ def test_the_list_uses_indexes(db: str) -> None:
         store.close()
 
 
+@pytest.mark.sqlite_only
 def test_overview_queries_read_small_indexes(db: str) -> None:
     store = SQLiteStore(db, preallocate=False)
     try:
@@ -165,11 +168,11 @@ def test_step_stats_and_oldest_waiting(engine: durable.Engine) -> None:
 
 
 def test_queue_depths_when_the_schema_has_queues(db: str) -> None:
-    store = SQLiteStore(db, preallocate=False)
+    store = open_store(db, preallocate=False)
     try:
         now = time.time()
-        store._conn.execute(
-            "INSERT INTO workflows (workflow_id, name, status, input_encoding, created, "
+        execute_sql(
+            db, "INSERT INTO workflows (workflow_id, name, status, input_encoding, created, "
             "updated, queue) VALUES ('q1', 'n', 'PENDING', 'json', ?, ?, 'mail'), "
             "('q2', 'n', 'SUCCESS', 'json', ?, ?, 'mail')", (now, now, now, now))
         assert store.queue_depths() == {"mail": 1}
@@ -178,14 +181,15 @@ def test_queue_depths_when_the_schema_has_queues(db: str) -> None:
 
 
 def test_step_durations_run_from_the_previous_event(db: str) -> None:
-    store = SQLiteStore(db, preallocate=False)
+    store = open_store(db, preallocate=False)
     try:
         rows = [("w", 0, 0, "workflow.started", "wf", 100.0), ("w", 1, 1, "step.retry", "a", 101.0),
                 ("w", 2, 1, "step.completed", "a", 104.0), ("w", 3, 2, "step.failed", "b", 104.5),
                 ("v", 0, 0, "workflow.started", "wf", 200.0), ("v", 1, 1, "step.completed", "a",
                                                                  202.0)]
-        store._conn.executemany(
-            "INSERT INTO events VALUES (?, ?, 1, ?, ?, ?, '', '', 'json', NULL, ?)", rows)
+        for row in rows:
+            execute_sql(db, "INSERT INTO events VALUES (?, ?, 1, ?, ?, ?, '', '', 'json', NULL, ?)",
+                        row)
         stats = {s.name: s for s in store.step_stats(0.0, (1.5, 2.5, 10.0))}
         a, b = stats["a"], stats["b"]
         assert (a.attempts, a.retries, a.failures, a.total_seconds) == (3, 1, 0, 6.0)

@@ -26,13 +26,15 @@ def main() -> None:
     parser.add_argument("modules", nargs="+")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--lease", type=float, default=1.0)
+    parser.add_argument("--poll", type=float, default=0.01)
     args = parser.parse_args()
     for module in args.modules:
         importlib.import_module(module)
     stop = threading.Event()
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda *_: stop.set())
-    with durable.Engine(args.db, workers=args.workers, lease=args.lease, poll_interval=0.01):
+    with durable.Engine(args.db, workers=args.workers, lease=args.lease,
+                        poll_interval=args.poll):
         print("ready", flush=True)
         # Timed: the kernel may deliver SIGTERM to another thread, and the handler runs
         # only when the main thread runs bytecode; an untimed wait could sleep through it.
