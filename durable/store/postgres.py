@@ -141,9 +141,10 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
                 with self._connection(operation) as conn:
                     return fn(conn)
             except psycopg.OperationalError as error:
+                if not self._closed:
+                    self._pool.check()  # drop every broken idle connection at once
                 if not retry or attempt == ATTEMPTS - 1 or self._closed:
                     raise storage_error(self.target.label, operation, _reason(error)) from error
-                self._pool.check()  # drop every broken idle connection at once
                 time.sleep(delay)
                 delay *= 4
             except (psycopg.Error, UnicodeEncodeError) as error:
@@ -382,6 +383,8 @@ class PostgresStore(PostgresReads, PostgresOps, Outside):
             # workflow is handed back once the database answers, and recovered by replay.
             reason = _reason(error.__cause__ or error) if isinstance(error, StorageError) \
                 else _reason(error)
+            if isinstance(error, psycopg.OperationalError) and not self._closed:
+                self._pool.check()  # the next batch gets a connection that works
             with self._lost_lock:
                 for request in batch:
                     owner = request.owner if isinstance(request, Append) else request.row.owner

@@ -85,10 +85,10 @@ class Listener:
         delay = BACKOFF[0]
         while not self._stopping.is_set():
             try:
-                conn = psycopg.connect(
-                    make_conninfo(self._target.conninfo, **_keepalives(),
-                                  application_name=f"durable listen {self._target.schema}"),
-                    autocommit=True)
+                options = {**_keepalives(), **dict(self._target.listen),
+                           "application_name": f"durable listen {self._target.schema}"}
+                conn = psycopg.connect(make_conninfo(self._target.conninfo, **options),
+                                       autocommit=True)
             except psycopg.Error as error:
                 log.warning("durable listener: cannot connect to %s (%s); retrying in %.2f s",
                             self._target.label, error, delay)

@@ -187,6 +187,9 @@ class Target:
     shown: str
     pool_min: int = 1
     pool_max: int = 8
+    #: libpq options of the LISTEN connection only (``listen_host``, ``listen_port``):
+    #: a direct route to PostgreSQL when the URL goes through PgBouncer.
+    listen: tuple[tuple[str, str], ...] = ()
 
     @property
     def quoted(self) -> str:
@@ -199,17 +202,21 @@ class Target:
 
 
 def parse_url(url: str) -> Target:
-    """Split ``postgresql://...?schema=name&pool_min=1&pool_max=8`` into conninfo, schema
-    (default ``durable``) and the pool's sizes; the other query parameters are libpq's
-    and are kept."""
+    """Split ``postgresql://...?schema=name&pool_min=1&pool_max=8&listen_host=h&listen_port=p``
+    into conninfo, schema (default ``durable``), the pool's sizes and where the LISTEN
+    connection goes (default: the URL's host and port); the other query parameters are
+    libpq's and are kept."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schema = "durable"
     pool = {"pool_min": 1, "pool_max": 8}
     kept: list[tuple[str, str]] = []
+    listen: list[tuple[str, str]] = []
     for key, value in query:
         if key == "schema":
             schema = value
+        elif key in ("listen_host", "listen_port"):
+            listen.append((key.removeprefix("listen_"), value))
         elif key in pool:
             if not value.isdigit() or int(value) < 1:
                 raise InvalidArgument(
@@ -233,11 +240,11 @@ def parse_url(url: str) -> Target:
     netloc = parts.netloc.rpartition("@")
     user = netloc[0].partition(":")[0]
     shown = f"{parts.scheme}://{user + '@' if user else ''}{netloc[2]}{parts.path}"
-    public = [(k, v) for k, v in query if k != "password"]
+    public = [(k, v) for k, v in query if k not in ("password", "listen_host", "listen_port")]
     return Target(conninfo, schema, f"{shown} (schema {schema})",
                   urlunsplit(parts._replace(netloc=f"{user + '@' if user else ''}{netloc[2]}",
                                             query=urlencode(public))),
-                  pool["pool_min"], pool["pool_max"])
+                  pool["pool_min"], pool["pool_max"], tuple(listen))
 
 
 #: What to do about a failure to reach or use the server (the fix of each StorageError).

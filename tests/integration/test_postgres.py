@@ -411,3 +411,17 @@ def test_an_append_that_fails_in_the_storage_raises_storage_failed(
         assert "recording events of workflow 'w'" in str(raised.value.error)
     finally:
         store.close()
+
+
+def test_the_listener_connects_where_listen_host_says(pg_url: str) -> None:
+    # The pool goes over TCP (as it would to PgBouncer); the listener over the socket.
+    url = f"{pg_url}&listen_host=/var/run/postgresql"
+    with durable.Engine(url, workers=1, poll_interval=30.0) as engine:
+        wait_until(lambda: listeners(pg_url) == 1, timeout=5, what="the listener")
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            routes = dict(admin.execute(
+                "SELECT application_name, client_addr IS NULL FROM pg_stat_activity "
+                "WHERE application_name LIKE %s", (f"durable%{schema_of(pg_url)}",)).fetchall())
+        assert routes == {f"durable listen {schema_of(pg_url)}": True,
+                          f"durable {schema_of(pg_url)}": False}
+        assert engine.run(waiting.sleeper, 0) is not None

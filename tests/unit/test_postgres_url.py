@@ -55,3 +55,10 @@ def test_pool_sizes_come_from_the_url_and_are_checked() -> None:
         parse_url("postgresql://h/app?pool_max=0")
     with pytest.raises(InvalidArgument, match="pool_min"):
         parse_url("postgresql://h/app?pool_min=4&pool_max=2")
+
+
+def test_the_listener_may_take_a_direct_route_around_pgbouncer() -> None:
+    target = parse_url("postgresql://app@bouncer:6432/db?listen_host=pg1&listen_port=5432")
+    assert dict(target.listen) == {"host": "pg1", "port": "5432"}
+    assert "listen" not in target.conninfo and "bouncer:6432" in target.conninfo
+    assert parse_url("postgresql://app@pg1/db").listen == ()
