@@ -10,7 +10,6 @@ the catalog.
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING, Any
 
 from durable.replay import Recorded, recorded_from_row
@@ -27,6 +26,7 @@ from durable.store.reads import (
     TreeNode,
     WorkflowFilter,
     WorkflowPage,
+    step_stats_of,
 )
 from durable.store.sqlite_reads import MAX_TREE_DEPTH
 
@@ -223,28 +223,7 @@ class PostgresReads:
             f"JOIN {s}.events p ON p.workflow_id = e.workflow_id "
             "AND p.position = e.position - 1 "
             f"WHERE e.kind IN {_STEP_KINDS} AND e.created >= %s", (since,))
-        durations: dict[str, list[float]] = {}
-        stats: dict[str, StepStats] = {}
-        for name, kind, seconds in rows:
-            entry = stats.get(name)
-            if entry is None:
-                entry = stats[name] = StepStats(name)
-                durations[name] = []
-            entry.attempts += 1
-            if kind == "step.retry":
-                entry.retries += 1
-            elif kind == "step.failed":
-                entry.failures += 1
-            seconds = max(0.0, float(seconds))
-            entry.total_seconds += seconds
-            durations[name].append(seconds)
-        for name, entry in stats.items():
-            values = sorted(durations[name])
-            entry.p50 = _percentile(values, 0.50)
-            entry.p95 = _percentile(values, 0.95)
-            entry.max = values[-1]
-            entry.bucket_counts = [bisect.bisect_right(values, bound) for bound in buckets]
-        return sorted(stats.values(), key=lambda s: (-s.p95, s.name))
+        return step_stats_of(rows, buckets)
 
     def queue_depths(self) -> dict[str, int] | None:
         """Workflows not yet finished per queue, or None when the schema has no queues."""
@@ -265,11 +244,3 @@ class PostgresReads:
             f".workflows WHERE status IN {_WAITING_STATUSES} AND owner IS NULL "
             "ORDER BY updated LIMIT 1")
         return OldestWaiting(*rows[0]) if rows else None
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    """The nearest-rank percentile of sorted ``values`` (as the SQLite store's)."""
-    if not values:
-        return 0.0
-    rank = max(0, min(len(values) - 1, round(fraction * len(values) + 0.5) - 1))
-    return values[rank]

@@ -7,6 +7,8 @@ transaction and returns plain dataclasses or tuples: no SQL text crosses the pro
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -180,3 +182,38 @@ class StoreReads(Protocol):
 
     def oldest_waiting(self) -> OldestWaiting | None:
         """The unfinished, unowned workflow whose last change is oldest."""
+
+
+def step_stats_of(rows: list[Any], buckets: Sequence[float]) -> list[StepStats]:
+    """Per-step statistics from ``(step name, event kind, seconds since the previous
+    event)`` rows, slowest p95 first (the same for every backend)."""
+    durations: dict[str, list[float]] = {}
+    stats: dict[str, StepStats] = {}
+    for name, kind, seconds in rows:
+        entry = stats.get(name)
+        if entry is None:
+            entry = stats[name] = StepStats(name)
+            durations[name] = []
+        entry.attempts += 1
+        if kind == "step.retry":
+            entry.retries += 1
+        elif kind == "step.failed":
+            entry.failures += 1
+        seconds = max(0.0, float(seconds))
+        entry.total_seconds += seconds
+        durations[name].append(seconds)
+    for name, entry in stats.items():
+        values = sorted(durations[name])
+        entry.p50 = _percentile(values, 0.50)
+        entry.p95 = _percentile(values, 0.95)
+        entry.max = values[-1]
+        entry.bucket_counts = [bisect.bisect_right(values, bound) for bound in buckets]
+    return sorted(stats.values(), key=lambda s: (-s.p95, s.name))
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of sorted ``values``."""
+    if not values:
+        return 0.0
+    rank = max(0, min(len(values) - 1, round(fraction * len(values) + 0.5) - 1))
+    return values[rank]
