@@ -13,6 +13,7 @@ import psycopg
 
 from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
 from durable.store.postgres_schema import tag, untag
+from durable.store.rows import AppendRequest
 
 _PAYLOAD_COLUMNS = {"input", "output"}
 
@@ -94,24 +95,10 @@ class Sql:
         )
 
 
-class Append:
-    """One append request waiting for a group commit."""
+class Append(AppendRequest):
+    """One append request waiting for the PostgreSQL store's group commit."""
 
-    __slots__ = ("consume_signal", "control", "done", "error", "events", "now", "owner",
-                 "publish", "recheck", "simple", "update", "wake", "workflow_id")
-
-    def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
-                 update: dict[str, Any] | None, consume_signal: int | None,
-                 publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
-                 wake: str | None, now: float | None = None) -> None:
-        self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
-        self.consume_signal, self.publish, self.recheck, self.wake = (
-            consume_signal, publish, recheck, wake)
-        self.now = now  # the engine's clock; None: time.time() at commit
-        self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
-        self.done = False
-        self.control: str | None = None
-        self.error: BaseException | None = None
+    __slots__ = ()
 
     def time(self) -> float:
         """The time of this append: the engine's clock, or now."""

@@ -114,3 +114,24 @@ class ScheduleRow:
 
 
 SCHEDULE_COLUMNS = tuple(ScheduleRow.__dataclass_fields__)
+
+
+class AppendRequest:
+    """One append waiting for a backend's group commit: what to write, and its answer
+    (``control``, ``error``) once ``done``. Each backend adds how it applies it."""
+
+    __slots__ = ("consume_signal", "control", "done", "error", "events", "now", "owner",
+                 "publish", "recheck", "simple", "update", "wake", "workflow_id")
+
+    def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
+                 update: dict[str, Any] | None, consume_signal: int | None,
+                 publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
+                 wake: str | None, now: float | None = None) -> None:
+        self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
+        self.consume_signal, self.publish, self.recheck, self.wake = (
+            consume_signal, publish, recheck, wake)
+        self.now = now  # the engine's clock; None: time.time() at commit
+        self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
+        self.done = False
+        self.control: str | None = None
+        self.error: BaseException | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 from durable.errors import DatabaseError, EngineClosed
 from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
+from durable.store.rows import AppendRequest
 
 SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
 # After arming a wait, look once more, in the same transaction: no missed wake-up.
@@ -36,24 +37,13 @@ def not_written(request: Append | Create, path: str, closed: bool) -> BaseExcept
                   "the engine was closed" if closed else "the commit was interrupted")
 
 
-class Append:
-    """One append request waiting for a group commit."""
+class Append(AppendRequest):
+    """One append request waiting for the SQLite store's group commit."""
 
-    __slots__ = ("consume_signal", "control", "done", "error", "events", "now", "owner",
-                 "publish", "recheck", "simple", "update", "waiter", "wake", "workflow_id")
+    __slots__ = ("waiter",)
 
-    def __init__(self, workflow_id: str, owner: str, events: list[NewEvent],
-                 update: dict[str, Any] | None, consume_signal: int | None,
-                 publish: tuple[str, str, Any] | None, recheck: tuple[str, str] | None,
-                 wake: str | None, now: float | None = None) -> None:
-        self.workflow_id, self.owner, self.events, self.update = workflow_id, owner, events, update
-        self.consume_signal, self.publish, self.recheck, self.wake = (
-            consume_signal, publish, recheck, wake)
-        self.now = now  # the engine's clock; None: time.time() at commit
-        self.simple = len(events) == 1 and not (update or consume_signal or publish or wake)
-        self.done = False
-        self.control: str | None = None
-        self.error: BaseException | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.waiter: _thread.LockType | None = None
 
     def apply(self, conn: sqlite3.Connection) -> None:
