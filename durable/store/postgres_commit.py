@@ -11,9 +11,9 @@ from typing import Any
 
 import psycopg
 
-from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
+from durable.store import WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
 from durable.store.postgres_schema import tag, untag
-from durable.store.rows import AppendRequest
+from durable.store.rows import AppendRequest, update_under_control
 
 _PAYLOAD_COLUMNS = {"input", "output"}
 
@@ -180,14 +180,7 @@ def apply_append(cur: psycopg.Cursor[Any], sql: Sql, request: Append) -> str | N
     if request.publish is not None:
         key, encoding, payload = request.publish
         cur.execute(sql.publish, (workflow_id, key, encoding, tag(payload), now))
-    releases = update is not None and update.get("owner", owner) is None and (
-        update.get("status") not in TERMINAL_STATUSES
-    )
-    if control == "cancel" and releases:
-        update = None  # stay the owner: the caller unwinds into cancellation
-    if control == "pause" and releases:
-        update = {"status": "PAUSED", "owner": None, "wake_at": None,
-                  "control": None, "waiting": "resume", "wait_signal": None}
+    update = update_under_control(update, owner, control)
     if update:
         if not set(update) <= set(WORKFLOW_COLUMNS):
             unknown = sorted(set(update) - set(WORKFLOW_COLUMNS))

@@ -16,7 +16,6 @@ import psycopg
 from durable.errors import DuplicateWorkflow, WorkflowConflict, WorkflowFinished
 from durable.store import (
     SCHEDULE_COLUMNS,
-    TERMINAL_STATUSES,
     NewEvent,
     QueueLimits,
     ScheduleRow,
@@ -24,6 +23,7 @@ from durable.store import (
 )
 from durable.store.postgres_commit import Sql, insert_events, row_values, workflow_row
 from durable.store.postgres_schema import tag, untag
+from durable.store.rows import retryable
 
 T = TypeVar("T")
 _TERMINAL = "('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
@@ -159,9 +159,7 @@ class PostgresOps:
             if found is None or found[1] != from_run:
                 return None
             status, _, owner, error, queue, dedup_id = found
-            ended = status in ("FAILURE", "CANCELLED", "DIVERGED")
-            set_aside = status not in TERMINAL_STATUSES and owner is None and error is not None
-            if not (ended or set_aside):
+            if not retryable(status, owner, error):
                 return None
             try:
                 with cur.connection.transaction():  # a savepoint: a conflict undoes it

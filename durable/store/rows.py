@@ -135,3 +135,34 @@ class AppendRequest:
         self.done = False
         self.control: str | None = None
         self.error: BaseException | None = None
+
+
+#: What a pending pause turns an update that gives the workflow up into.
+_PAUSED_AT_REST = {"status": "PAUSED", "owner": None, "wake_at": None, "control": None,
+                   "waiting": "resume", "wait_signal": None}
+
+
+def update_under_control(update: dict[str, Any] | None, owner: str,
+                         control: str | None) -> dict[str, Any] | None:
+    """The row update an append applies, given the control pending on the workflow.
+
+    An update that gives the workflow up without ending it (a suspension) becomes a pause
+    at rest when a pause is pending, and is dropped when a cancel is pending: the owner
+    keeps it and unwinds into the cancellation. Every backend applies this one rule.
+    """
+    releases = update is not None and update.get("owner", owner) is None and (
+        update.get("status") not in TERMINAL_STATUSES
+    )
+    if control == "cancel" and releases:
+        return None
+    if control == "pause" and releases:
+        return dict(_PAUSED_AT_REST)
+    return update
+
+
+def retryable(status: str, owner: str | None, error: str | None) -> bool:
+    """May ``engine.retry`` start a new run: the workflow ended as FAILURE, CANCELLED or
+    DIVERGED, or it is set aside (unfinished, unowned, with an error)."""
+    if status in ("FAILURE", "CANCELLED", "DIVERGED"):
+        return True
+    return status not in TERMINAL_STATUSES and owner is None and error is not None

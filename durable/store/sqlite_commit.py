@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from durable.errors import DatabaseError, EngineClosed
-from durable.store import TERMINAL_STATUSES, WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
-from durable.store.rows import AppendRequest
+from durable.store import WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
+from durable.store.rows import AppendRequest, update_under_control
 
 SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
 # After arming a wait, look once more, in the same transaction: no missed wake-up.
@@ -148,14 +148,7 @@ def apply_append(conn: sqlite3.Connection, request: Append) -> str | None:
     if request.publish is not None:
         conn.execute("INSERT OR REPLACE INTO published VALUES (?, ?, ?, ?, ?)",
                      (workflow_id, *request.publish, now))
-    releases = update is not None and update.get("owner", owner) is None and (
-        update.get("status") not in TERMINAL_STATUSES
-    )
-    if control == "cancel" and releases:
-        update = None  # stay the owner: the caller unwinds into cancellation
-    if control == "pause" and releases:
-        update = {"status": "PAUSED", "owner": None, "wake_at": None,
-                  "control": None, "waiting": "resume", "wait_signal": None}
+    update = update_under_control(update, owner, control)
     if update:
         sets = ", ".join(f"{column} = ?" for column in update)
         conn.execute(

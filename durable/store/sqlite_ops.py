@@ -14,13 +14,13 @@ from typing import Any
 from durable.errors import DuplicateWorkflow, WorkflowConflict, WorkflowFinished
 from durable.store import (
     SCHEDULE_COLUMNS,
-    TERMINAL_STATUSES,
     WORKFLOW_COLUMNS,
     NewEvent,
     QueueLimits,
     ScheduleRow,
     WorkflowRow,
 )
+from durable.store.rows import retryable
 from durable.store.sqlite_commit import SELECT_WORKFLOW, insert_events
 
 _TERMINAL = "('SUCCESS', 'FAILURE', 'CANCELLED', 'SKIPPED')"
@@ -151,9 +151,7 @@ class SQLiteOps:
             if found is None or found[1] != from_run:
                 return None
             status, _, owner, error, queue, dedup_id = found
-            ended = status in ("FAILURE", "CANCELLED", "DIVERGED")
-            set_aside = status not in TERMINAL_STATUSES and owner is None and error is not None
-            if not (ended or set_aside):
+            if not retryable(status, owner, error):
                 return None
             try:
                 insert_events(conn, workflow_id, from_run + 1, events, now)
