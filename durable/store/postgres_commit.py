@@ -13,7 +13,7 @@ import psycopg
 
 from durable.store import WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
 from durable.store.postgres_schema import tag, untag
-from durable.store.rows import AppendRequest, update_under_control
+from durable.store.rows import AppendRequest, CreateRequest, update_under_control
 
 _PAYLOAD_COLUMNS = {"input", "output"}
 
@@ -114,18 +114,10 @@ class Append(AppendRequest):
         self.control = apply_append(cur, sql, self)
 
 
-class Create:
+class Create(CreateRequest):
     """A new workflow (row and first events) waiting for a group commit."""
 
-    __slots__ = ("done", "error", "events", "existing", "publish", "row", "workflow_id")
-
-    def __init__(self, row: WorkflowRow, events: list[NewEvent],
-                 publish: list[tuple[str, str, Any]] | None = None) -> None:
-        self.row, self.events, self.workflow_id = row, events, row.workflow_id
-        self.publish = publish
-        self.done = False
-        self.existing: WorkflowRow | None = None
-        self.error: BaseException | None = None
+    __slots__ = ()
 
     @property
     def notifies(self) -> bool:

@@ -137,6 +137,21 @@ class AppendRequest:
         self.error: BaseException | None = None
 
 
+class CreateRequest:
+    """One new workflow (its row and first events) waiting for a backend's group commit:
+    ``existing`` is the row found under its id instead, once ``done``."""
+
+    __slots__ = ("done", "error", "events", "existing", "publish", "row", "workflow_id")
+
+    def __init__(self, row: WorkflowRow, events: list[NewEvent],
+                 publish: list[tuple[str, str, Any]] | None = None) -> None:
+        self.row, self.events, self.workflow_id = row, events, row.workflow_id
+        self.publish = publish
+        self.done = False
+        self.existing: WorkflowRow | None = None
+        self.error: BaseException | None = None
+
+
 #: What a pending pause turns an update that gives the workflow up into.
 _PAUSED_AT_REST = {"status": "PAUSED", "owner": None, "wake_at": None, "control": None,
                    "waiting": "resume", "wait_signal": None}

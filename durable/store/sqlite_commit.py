@@ -10,7 +10,7 @@ from typing import Any
 
 from durable.errors import DatabaseError, EngineClosed
 from durable.store import WORKFLOW_COLUMNS, Fenced, NewEvent, WorkflowRow
-from durable.store.rows import AppendRequest, update_under_control
+from durable.store.rows import AppendRequest, CreateRequest, update_under_control
 
 SELECT_WORKFLOW = f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM workflows"
 # After arming a wait, look once more, in the same transaction: no missed wake-up.
@@ -50,19 +50,14 @@ class Append(AppendRequest):
         self.control = apply_append(conn, self)
 
 
-class Create:
+class Create(CreateRequest):
     """A new workflow (row and first events) waiting for a group commit."""
 
-    __slots__ = ("done", "error", "events", "existing", "publish", "row", "waiter",
-                 "workflow_id")
+    __slots__ = ("waiter",)
 
     def __init__(self, row: WorkflowRow, events: list[NewEvent],
                  publish: list[tuple[str, str, Any]] | None = None) -> None:
-        self.row, self.events, self.workflow_id = row, events, row.workflow_id
-        self.publish = publish
-        self.done = False
-        self.existing: WorkflowRow | None = None
-        self.error: BaseException | None = None
+        super().__init__(row, events, publish)
         self.waiter: _thread.LockType | None = None
 
     def apply(self, conn: sqlite3.Connection) -> None:
